@@ -1,0 +1,196 @@
+// The one file that knows Python. It converts arguments and results, releases the GIL
+// around everything that may block, and maps the core's errors to Python exceptions.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "clock.hpp"
+#include "energy.hpp"
+#include "errors.hpp"
+#include "integrate.hpp"
+#include "marks.hpp"
+#include "sampler.hpp"
+
+namespace py = pybind11;
+using namespace ecomeasure;
+
+namespace {
+
+Source to_source(int s) {
+  if (s < 0 || s >= kSourceCount) throw py::value_error("source must be 0..3");
+  return Source(s);
+}
+
+py::tuple arrays(const Trace& t) {
+  py::array_t<std::int64_t> times(py::ssize_t(t.t_ns.size()));
+  py::array_t<double> values(py::ssize_t(t.value.size()));
+  std::copy(t.t_ns.begin(), t.t_ns.end(), times.mutable_data());
+  std::copy(t.value.begin(), t.value.end(), values.mutable_data());
+  return py::make_tuple(times, values);
+}
+
+Trace from_arrays(const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& t,
+                  const py::array_t<double, py::array::c_style | py::array::forcecast>& v) {
+  if (t.ndim() != 1 || v.ndim() != 1 || t.shape(0) != v.shape(0))
+    throw py::value_error("times and values must be 1-D arrays of the same length");
+  Trace tr;
+  tr.t_ns.assign(t.data(), t.data() + t.shape(0));
+  tr.value.assign(v.data(), v.data() + v.shape(0));
+  if (!std::is_sorted(tr.t_ns.begin(), tr.t_ns.end()))
+    throw py::value_error("time stamps must be in ascending order");
+  return tr;
+}
+
+py::dict to_dict(const DeviceEnergy& e) {
+  py::dict sources;
+  for (int k = 0; k < kSourceCount; ++k) {
+    const SourceEnergy& s = e.source[k];
+    if (!s.available) continue;
+    sources[source_name(Source(k))] =
+        py::dict(py::arg("energy_j") = s.energy_j, py::arg("samples") = s.samples,
+                 py::arg("complete") = s.complete);
+  }
+  return py::dict(py::arg("energy_j") = e.energy_j, py::arg("method") = e.method,
+                  py::arg("calibration") = e.calibration, py::arg("complete") = e.complete,
+                  py::arg("sources") = sources);
+}
+
+py::dict to_dict(const SourceStatus& s) {
+  py::list gaps;
+  for (const Gap& g : s.gaps) gaps.append(py::make_tuple(g.from_ns, g.to_ns));
+  return py::dict(py::arg("available") = s.available, py::arg("reason") = s.reason,
+                  py::arg("update_period_s") = s.update_period_s, py::arg("readings") = s.readings,
+                  py::arg("errors") = s.errors, py::arg("last_error") = s.last_error,
+                  py::arg("gaps") = gaps);
+}
+
+template <class F>
+auto with_integral(F f) {
+  return [f](const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& t,
+             const py::array_t<double, py::array::c_style | py::array::forcecast>& v,
+             std::int64_t t0, std::int64_t t1) {
+    const Trace tr = from_arrays(t, v);
+    const Integral r = f(tr.t_ns.data(), tr.value.data(), tr.t_ns.size(), t0, t1);
+    return py::make_tuple(r.energy_j, r.inside, r.covered);
+  };
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "ecomeasure's native core: NVML sampler thread, stream marks, integration";
+
+  auto meter_error = py::register_exception<std::runtime_error>(m, "MeterError", PyExc_RuntimeError);
+  py::register_exception<NvmlUnavailable>(m, "NVMLUnavailableError", meter_error.ptr());
+  py::register_exception<CudaUnavailable>(m, "CudaUnavailableError", meter_error.ptr());
+  py::register_exception<InvalidStream>(m, "InvalidStreamError", meter_error.ptr());
+
+  m.attr("SOURCES") = py::make_tuple("samples", "instant", "average", "counter");
+  m.def("monotonic_ns", &monotonic_ns, "The meter's clock: CLOCK_MONOTONIC in ns.");
+
+  py::class_<Sampler>(m, "Sampler")
+      .def(py::init([](std::vector<unsigned> devices, std::int64_t poll_ns, std::int64_t drain_ns,
+                       std::int64_t counter_ns, std::int64_t keepalive_ns, std::int64_t gap_ns,
+                       std::int64_t calibration_ns, std::int64_t counter_lag_ns,
+                       std::string nvml_library) {
+             SamplerOptions o;
+             o.devices = std::move(devices);
+             o.poll_interval_ns = poll_ns;
+             o.drain_interval_ns = drain_ns;
+             o.counter_interval_ns = counter_ns;
+             o.keepalive_ns = keepalive_ns;
+             o.gap_threshold_ns = gap_ns;
+             o.calibration_min_span_ns = calibration_ns;
+             o.counter_lag_ns = counter_lag_ns;
+             o.nvml_library = std::move(nvml_library);
+             return new Sampler(std::move(o));
+           }),
+           py::arg("devices"), py::arg("poll_interval_ns"), py::arg("drain_interval_ns"),
+           py::arg("counter_interval_ns"), py::arg("keepalive_ns"), py::arg("gap_threshold_ns"),
+           py::arg("calibration_min_span_ns"), py::arg("counter_lag_ns"), py::arg("nvml_library"),
+           py::call_guard<py::gil_scoped_release>())
+      .def("start", &Sampler::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &Sampler::stop, py::call_guard<py::gil_scoped_release>())
+      .def("close", &Sampler::close, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("running", &Sampler::running)
+      .def_property_readonly("driver_version", &Sampler::driver_version)
+      .def_property_readonly("devices",
+                             [](const Sampler& s) {
+                               py::list out;
+                               for (const DeviceInfo& d : s.devices())
+                                 out.append(py::dict(py::arg("index") = d.index,
+                                                     py::arg("name") = d.name,
+                                                     py::arg("uuid") = d.uuid,
+                                                     py::arg("architecture") = d.architecture));
+                               return out;
+                             })
+      .def("status",
+           [](const Sampler& s, std::size_t dev, int src) { return to_dict(s.status(dev, to_source(src))); })
+      .def("trace",
+           [](const Sampler& s, std::size_t dev, int src) {
+             Trace t;
+             {
+               py::gil_scoped_release release;
+               t = s.trace(dev, to_source(src));
+             }
+             return arrays(t);
+           })
+      .def("energy",
+           [](const Sampler& s, std::size_t dev, std::int64_t t0, std::int64_t t1) {
+             DeviceEnergy e;
+             {
+               py::gil_scoped_release release;
+               e = s.energy(dev, t0, t1);
+             }
+             return to_dict(e);
+           })
+      .def("wait_for_data", &Sampler::wait_for_data, py::arg("t_ns"), py::arg("timeout_ns"),
+           py::call_guard<py::gil_scoped_release>())
+      .def("stats", [](const Sampler& s) {
+        const SamplerStats st = s.stats();
+        return py::dict(py::arg("cpu_time_s") = st.cpu_time_s,
+                        py::arg("wall_time_s") = st.wall_time_s, py::arg("loops") = st.loops);
+      });
+
+  m.def("mark_now", &marks::mark_now, "A mark stamped now.");
+  m.def("mark_on_stream", &marks::mark_on_stream, py::arg("stream"),
+        "A mark stamped when the GPU reaches this point of the stream (a CUstream handle).");
+  m.def("mark_time_ns", &marks::time_ns, py::arg("mark"), "The mark's time, or -1 if pending.");
+  m.def("mark_wait", &marks::wait, py::arg("mark"), py::arg("timeout_ns"),
+        py::call_guard<py::gil_scoped_release>(),
+        "Waits for the GPU to reach the mark; its time, or -1 on timeout.");
+
+  m.def("trapezoid", with_integral(&trapezoid), py::arg("t_ns"), py::arg("power_w"),
+        py::arg("t0_ns"), py::arg("t1_ns"),
+        "Energy (J) of a power trace over [t0, t1]: (energy_j, points_inside, covered).");
+  m.def("cumulative_delta", with_integral(&cumulative_delta), py::arg("t_ns"),
+        py::arg("energy_j"), py::arg("t0_ns"), py::arg("t1_ns"),
+        "Energy (J) of a cumulative energy trace over [t0, t1]: (energy_j, points_inside, covered).");
+  m.def(
+      "window_energy",
+      [](py::dict traces, py::list gaps, std::int64_t t0, std::int64_t t1,
+         std::int64_t calibration_min_span_ns) {
+        // traces: {source name: (t_ns array, value array)} for one device
+        std::vector<Trace> owned(kSourceCount);
+        std::vector<Gap> gap_list;
+        DeviceTraces view;
+        for (int k = 0; k < kSourceCount; ++k) {
+          const char* name = source_name(Source(k));
+          if (!traces.contains(name)) continue;
+          auto pair = traces[name].cast<py::tuple>();
+          owned[k] = from_arrays(pair[0].cast<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>>(),
+                                 pair[1].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>());
+          view.source[k] = &owned[k];
+          view.available[k] = true;
+        }
+        for (auto g : gaps) {
+          auto p = g.cast<py::tuple>();
+          gap_list.push_back({p[0].cast<std::int64_t>(), p[1].cast<std::int64_t>()});
+        }
+        view.gaps = &gap_list;
+        return to_dict(window_energy(view, t0, t1, calibration_min_span_ns));
+      },
+      py::arg("traces"), py::arg("gaps"), py::arg("t0_ns"), py::arg("t1_ns"),
+      py::arg("calibration_min_span_ns"),
+      "Per-source and headline energy of one device's traces over [t0, t1].");
+}

@@ -1,0 +1,63 @@
+#include "cuda_driver.hpp"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "errors.hpp"
+
+namespace ecomeasure::cuda {
+
+namespace {
+constexpr Result kSuccess = 0;
+
+std::string name_of(const Api& api, Result code) {
+  const char* name = nullptr;
+  if (api.cuGetErrorName && api.cuGetErrorName(code, &name) == kSuccess && name) return name;
+  return "CUDA error " + std::to_string(code);
+}
+}  // namespace
+
+const Api& load() {
+  static Api api;
+  static std::string failure;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* env = std::getenv("ECOMEASURE_CUDA_LIBRARY");
+    const std::string path = (env && *env) ? env : "libcuda.so.1";
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      const char* why = dlerror();
+      failure = "no CUDA driver (" + path + ": " + (why ? why : "not found") +
+                "); a stream mark needs an NVIDIA GPU and driver. Pass stream=None for "
+                "host-time marks.";
+      return;
+    }
+#define ECOMEASURE_CUDA_LOOKUP(name, ret, params) \
+  api.name = reinterpret_cast<ret(*) params>(dlsym(handle, #name));
+    ECOMEASURE_CUDA_FUNCTIONS(ECOMEASURE_CUDA_LOOKUP)
+#undef ECOMEASURE_CUDA_LOOKUP
+    if (!api.cuInit || !api.cuLaunchHostFunc) {
+      failure = path + " lacks cuInit or cuLaunchHostFunc (driver older than CUDA 10?)";
+      return;
+    }
+    if (const Result r = api.cuInit(0); r != kSuccess) {
+      failure = "cuInit failed: " + name_of(api, r) + "; is a GPU visible to this process?";
+    }
+  });
+  if (!failure.empty()) throw CudaUnavailable(failure);
+  return api;
+}
+
+void launch_host_function(std::uintptr_t stream, HostFn fn, void* user) {
+  const Api& api = load();
+  const Result r = api.cuLaunchHostFunc(reinterpret_cast<Stream>(stream), fn, user);
+  if (r != kSuccess)
+    throw InvalidStream("cuLaunchHostFunc refused stream " + std::to_string(stream) + ": " +
+                        name_of(api, r) +
+                        " (is it a live stream of the current CUDA context?)");
+}
+
+}  // namespace ecomeasure::cuda

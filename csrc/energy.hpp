@@ -1,0 +1,48 @@
+// The energy of a window from one device's traces: each source on its own, and the
+// headline figure. Shared by the live sampler and by traces loaded back from a file.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ecomeasure {
+
+enum class Source : int { samples = 0, instant = 1, average = 2, counter = 3 };
+constexpr int kSourceCount = 4;
+const char* source_name(Source s);
+
+struct Trace {
+  std::vector<std::int64_t> t_ns;  // monotonic ns
+  std::vector<double> value;       // W; for the counter, J since the meter's first reading
+};
+
+struct Gap {
+  std::int64_t from_ns;
+  std::int64_t to_ns;
+};
+
+struct SourceEnergy {
+  bool available = false;
+  double energy_j = 0;
+  std::size_t samples = 0;  // trace points inside the window
+  bool complete = false;    // trace covers both edges, no lost samples inside
+};
+
+struct DeviceEnergy {
+  SourceEnergy source[kSourceCount];
+  double energy_j = 0;       // the headline figure
+  std::string method;        // which method produced it
+  double calibration = 1.0;  // counter / driver samples, when method == "calibrated"
+  bool complete = false;
+};
+
+struct DeviceTraces {
+  const Trace* source[kSourceCount] = {};
+  bool available[kSourceCount] = {};
+  const std::vector<Gap>* gaps = nullptr;  // lost driver samples
+};
+
+DeviceEnergy window_energy(const DeviceTraces& traces, std::int64_t t0_ns, std::int64_t t1_ns,
+                           std::int64_t calibration_min_span_ns);
+
+}  // namespace ecomeasure

@@ -1,0 +1,409 @@
+#include "sampler.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+
+#include "clock.hpp"
+#include "errors.hpp"
+
+namespace ecomeasure {
+
+namespace {
+
+constexpr std::int64_t kNsPerUs = 1000;
+constexpr std::int64_t kWallOffsetRefreshNs = 10'000'000'000;
+// Traces are reserved for an hour of readings up front so the thread rarely allocates.
+constexpr std::size_t kReserveSamples = 3600 * 60;
+constexpr std::size_t kReservePolled = 3600 * 20;
+
+double as_double(int type, const nvml::Value& v) {
+  switch (type) {
+    case nvml::DOUBLE: return v.dVal;
+    case nvml::UNSIGNED_INT: return v.uiVal;
+    case nvml::UNSIGNED_LONG: return double(v.ulVal);
+    case nvml::UNSIGNED_LONG_LONG: return double(v.ullVal);
+    case nvml::SIGNED_LONG_LONG: return double(v.sllVal);
+    case nvml::SIGNED_INT: return v.siVal;
+    default: return v.uiVal;
+  }
+}
+
+std::string read_string(nvml::Return (*fn)(nvml::Device, char*, unsigned), nvml::Device d) {
+  char buf[256] = {0};
+  if (fn && fn(d, buf, sizeof buf) == nvml::SUCCESS) return buf;
+  return "";
+}
+
+std::int64_t thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+Sampler::Sampler(SamplerOptions options) : options_(std::move(options)) {
+  try {
+    api_ = &nvml::load(options_.nvml_library);
+  } catch (const std::exception& e) {
+    throw NvmlUnavailable(e.what());
+  }
+  if (const nvml::Return r = api_->nvmlInit_v2(); r != nvml::SUCCESS)
+    throw NvmlUnavailable("NVML did not initialise (" + nvml::describe(*api_, r) +
+                          "); is the NVIDIA driver loaded and a GPU visible?");
+  char version[96] = {0};
+  if (api_->nvmlSystemGetDriverVersion &&
+      api_->nvmlSystemGetDriverVersion(version, sizeof version) == nvml::SUCCESS)
+    driver_version_ = version;
+
+  unsigned count = 0;
+  if (const nvml::Return r = api_->nvmlDeviceGetCount_v2(&count); r != nvml::SUCCESS) {
+    api_->nvmlShutdown();
+    throw NvmlUnavailable("NVML cannot count devices: " + nvml::describe(*api_, r));
+  }
+  std::vector<unsigned> wanted = options_.devices;
+  if (wanted.empty())
+    for (unsigned i = 0; i < count; ++i) wanted.push_back(i);
+  if (wanted.empty()) {
+    api_->nvmlShutdown();
+    throw NvmlUnavailable("NVML reports no GPU");
+  }
+  devices_.resize(wanted.size());
+  for (std::size_t k = 0; k < wanted.size(); ++k) {
+    DeviceInfo info;
+    info.index = wanted[k];
+    nvml::Device handle = nullptr;
+    if (wanted[k] >= count ||
+        api_->nvmlDeviceGetHandleByIndex_v2(wanted[k], &handle) != nvml::SUCCESS) {
+      api_->nvmlShutdown();
+      throw NvmlUnavailable("no GPU with NVML index " + std::to_string(wanted[k]) + " (NVML sees " +
+                            std::to_string(count) + ")");
+    }
+    info.name = read_string(api_->nvmlDeviceGetName, handle);
+    info.uuid = read_string(api_->nvmlDeviceGetUUID, handle);
+    if (api_->nvmlDeviceGetArchitecture) api_->nvmlDeviceGetArchitecture(handle, &info.architecture);
+    devices_[k].handle = handle;
+    infos_.push_back(info);
+    probe(devices_[k]);
+  }
+  wall_offset_ns_ = measure_wall_offset_ns();
+}
+
+Sampler::~Sampler() { close(); }
+
+void Sampler::close() {
+  stop();
+  std::lock_guard<std::mutex> lifecycle(lifecycle_);
+  if (closed_) return;
+  closed_ = true;
+  api_->nvmlShutdown();
+}
+
+void Sampler::probe(DeviceData& d) {
+  // A source the driver lacks is off for good; any other failure may pass, so the source
+  // stays on and the failure is counted.
+  auto set = [&](Source s, nvml::Return r, bool present) {
+    SourceStatus& st = d.source[int(s)].status;
+    st.available = present && r != nvml::ERROR_NOT_SUPPORTED;
+    if (!present) st.reason = "this NVML has no such function";
+    else if (r == nvml::ERROR_NOT_SUPPORTED) st.reason = nvml::describe(*api_, r);
+    else if (r != nvml::SUCCESS) {
+      ++st.errors;
+      st.last_error = nvml::describe(*api_, r);
+    }
+  };
+  // Driver sample buffer: a count query answers the ring size.
+  {
+    int type = 0;
+    unsigned n = 0;
+    nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
+    if (api_->nvmlDeviceGetSamples)
+      r = api_->nvmlDeviceGetSamples(d.handle, nvml::TOTAL_POWER_SAMPLES, 0, &type, &n, nullptr);
+    if (r == nvml::SUCCESS && n == 0) r = nvml::ERROR_NOT_SUPPORTED;
+    set(Source::samples, r, api_->nvmlDeviceGetSamples != nullptr);
+    constexpr unsigned kRingIfUnknown = 256;  // Hopper's ring holds 120
+    d.buffer.resize(r == nvml::SUCCESS ? n : kRingIfUnknown);
+  }
+  {
+    nvml::FieldValue f{};
+    f.fieldId = nvml::FI_POWER_INSTANT;
+    nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
+    if (api_->nvmlDeviceGetFieldValues) {
+      r = api_->nvmlDeviceGetFieldValues(d.handle, 1, &f);
+      if (r == nvml::SUCCESS) r = f.nvmlReturn;
+    }
+    set(Source::instant, r, api_->nvmlDeviceGetFieldValues != nullptr);
+  }
+  {
+    unsigned mw = 0;
+    nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
+    if (api_->nvmlDeviceGetPowerUsage) r = api_->nvmlDeviceGetPowerUsage(d.handle, &mw);
+    set(Source::average, r, api_->nvmlDeviceGetPowerUsage != nullptr);
+  }
+  {
+    unsigned long long mj = 0;
+    nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
+    if (api_->nvmlDeviceGetTotalEnergyConsumption)
+      r = api_->nvmlDeviceGetTotalEnergyConsumption(d.handle, &mj);
+    set(Source::counter, r, api_->nvmlDeviceGetTotalEnergyConsumption != nullptr);
+  }
+  d.source[int(Source::samples)].trace.t_ns.reserve(kReserveSamples);
+  d.source[int(Source::samples)].trace.value.reserve(kReserveSamples);
+  for (Source s : {Source::instant, Source::average, Source::counter}) {
+    d.source[int(s)].trace.t_ns.reserve(kReservePolled);
+    d.source[int(s)].trace.value.reserve(kReservePolled);
+  }
+}
+
+void Sampler::start() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_);
+  if (closed_) throw std::runtime_error("this meter was closed; create a new one");
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_) return;
+  stop_requested_ = false;
+  started_ns_ = monotonic_ns();
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Sampler::stop() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!running_) return;
+    stop_requested_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopped_ns_ = monotonic_ns();
+  run_ns_before_ += stopped_ns_ - started_ns_;
+  running_ = false;
+  data_.notify_all();
+}
+
+void Sampler::keep(SourceData& sd, std::int64_t t, double v) {
+  // Time stamps must not go backwards, or the integration's binary searches break.
+  if (!sd.trace.t_ns.empty() && t < sd.trace.t_ns.back()) t = sd.trace.t_ns.back();
+  sd.trace.t_ns.push_back(t);
+  sd.trace.value.push_back(v);
+  ++sd.status.readings;
+}
+
+void Sampler::record_error(DeviceData& d, Source s, nvml::Return r) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  SourceData& sd = d.source[int(s)];
+  ++sd.status.errors;
+  sd.last_read_failed = true;
+  sd.status.last_error = nvml::describe(*api_, r);
+}
+
+void Sampler::clear_failure(SourceData& sd) {
+  if (!sd.last_read_failed) return;  // only this thread writes it, so reading is safe
+  std::lock_guard<std::mutex> lock(mutex_);
+  sd.last_read_failed = false;
+}
+
+// Whether a waiter for time t still needs a reading of this source. The counter's stamps
+// are moved back by its expected age, so for it a read made after t is enough.
+bool Sampler::needs(const SourceData& sd, Source s, std::int64_t t) const {
+  if (t < 0) return false;
+  if (s == Source::counter) return sd.last_read_ns < t;
+  return sd.trace.t_ns.empty() || sd.trace.t_ns.back() < t;
+}
+
+// Instant and average power change only every ~100 ms, so a fast poll keeps a reading
+// when the value changes (stamped at first sight), when it has not been kept for
+// keepalive_ns, or when a waiter needs a reading this late.
+void Sampler::poll_power(DeviceData& d, Source s, std::int64_t now, bool on_demand) {
+  double w = 0;
+  nvml::Return r;
+  if (s == Source::instant) {
+    nvml::FieldValue f{};
+    f.fieldId = nvml::FI_POWER_INSTANT;
+    r = api_->nvmlDeviceGetFieldValues(d.handle, 1, &f);
+    if (r == nvml::SUCCESS) r = f.nvmlReturn;
+    w = as_double(f.valueType, f.value) / 1000.0;
+  } else {
+    unsigned mw = 0;
+    r = api_->nvmlDeviceGetPowerUsage(d.handle, &mw);
+    w = mw / 1000.0;
+  }
+  const std::int64_t t = (now + monotonic_ns()) / 2;
+  if (r != nvml::SUCCESS) return record_error(d, s, r);
+  SourceData& sd = d.source[int(s)];
+  const bool changed = sd.last_kept_ns < 0 || w != sd.last_value;
+  if (!changed && !on_demand && t - sd.last_kept_ns < options_.keepalive_ns) {
+    clear_failure(sd);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  sd.last_read_failed = false;
+  if (changed && sd.last_kept_ns >= 0) {
+    if (sd.changes++ == 0) sd.first_change_ns = t;
+    sd.last_change_ns = t;
+  }
+  sd.last_value = w;
+  sd.last_kept_ns = t;
+  keep(sd, t, w);
+}
+
+void Sampler::drain_samples(DeviceData& d) {
+  int type = 0;
+  unsigned n = unsigned(d.buffer.size());
+  const nvml::Return r = api_->nvmlDeviceGetSamples(d.handle, nvml::TOTAL_POWER_SAMPLES,
+                                                    d.last_sample_us, &type, &n, d.buffer.data());
+  SourceData& sd = d.source[int(Source::samples)];
+  if (r == nvml::ERROR_NOT_FOUND) {  // nothing new since last time; n is not to be read
+    clear_failure(sd);
+    return;
+  }
+  if (r != nvml::SUCCESS) return record_error(d, Source::samples, r);
+  const std::int64_t offset = wall_offset_ns_.load();
+  std::lock_guard<std::mutex> lock(mutex_);
+  sd.last_read_failed = false;
+  for (unsigned i = 0; i < n; ++i) {
+    const nvml::Sample& s = d.buffer[i];
+    if (s.timeStamp <= d.last_sample_us) continue;
+    const std::int64_t t = std::int64_t(s.timeStamp) * kNsPerUs - offset;
+    if (d.last_sample_us != 0) {
+      const std::int64_t prev = std::int64_t(d.last_sample_us) * kNsPerUs - offset;
+      // A full ring, or a hole longer than the driver ever leaves, means samples were lost.
+      const bool ring_full = i == 0 && n == d.buffer.size();
+      if (ring_full || t - prev > options_.gap_threshold_ns) sd.status.gaps.push_back({prev, t});
+    }
+    d.last_sample_us = s.timeStamp;
+    keep(sd, t, as_double(type, s.sampleValue) / 1000.0);
+  }
+}
+
+void Sampler::read_counter(DeviceData& d) {
+  unsigned long long mj = 0;
+  const std::int64_t before = monotonic_ns();
+  const nvml::Return r = api_->nvmlDeviceGetTotalEnergyConsumption(d.handle, &mj);
+  // The call takes ~4 ms on Hopper: stamp its middle, less the value's expected age.
+  const std::int64_t t = (before + monotonic_ns()) / 2 - options_.counter_lag_ns;
+  if (r != nvml::SUCCESS) return record_error(d, Source::counter, r);
+  std::lock_guard<std::mutex> lock(mutex_);
+  SourceData& sd = d.source[int(Source::counter)];
+  sd.last_read_failed = false;
+  sd.last_read_ns = t + options_.counter_lag_ns;
+  if (!d.have_counter_origin) {
+    d.have_counter_origin = true;
+    d.counter_origin_mj = mj;
+  }
+  const double j = double(mj - d.counter_origin_mj) / 1000.0;
+  if (sd.last_kept_ns >= 0 && j != sd.last_value) {
+    if (sd.changes++ == 0) sd.first_change_ns = t;
+    sd.last_change_ns = t;
+  }
+  sd.last_value = j;
+  sd.last_kept_ns = t;
+  keep(sd, t, j);
+}
+
+void Sampler::run() {
+  const std::int64_t cpu_at_start = thread_cpu_ns() - cpu_ns_.load();
+  std::int64_t next_drain = 0, next_counter = 0;
+  std::int64_t next_offset = monotonic_ns() + kWallOffsetRefreshNs;
+  for (;;) {
+    const std::int64_t now = monotonic_ns();
+    const std::int64_t wanted = wanted_ns_.load();
+    const bool drain_due = now >= next_drain;
+    const bool counter_due = now >= next_counter;
+    if (drain_due) next_drain = now + options_.drain_interval_ns;
+    if (counter_due) next_counter = now + options_.counter_interval_ns;
+    for (DeviceData& d : devices_) {
+      for (Source s : {Source::instant, Source::average}) {
+        SourceData& sd = d.source[int(s)];
+        if (sd.status.available) poll_power(d, s, now, needs(sd, s, wanted));
+      }
+      SourceData& samples = d.source[int(Source::samples)];
+      if (samples.status.available && (drain_due || needs(samples, Source::samples, wanted))) drain_samples(d);
+      SourceData& counter = d.source[int(Source::counter)];
+      if (counter.status.available && (counter_due || needs(counter, Source::counter, wanted))) read_counter(d);
+    }
+    if (now >= next_offset) {
+      wall_offset_ns_ = measure_wall_offset_ns();
+      next_offset = now + kWallOffsetRefreshNs;
+    }
+    cpu_ns_ = thread_cpu_ns() - cpu_at_start;
+    ++loops_;
+    data_.notify_all();
+
+    std::unique_lock<std::mutex> lock(mutex_);
+    const auto deadline = std::chrono::steady_clock::time_point(
+        std::chrono::nanoseconds(now + options_.poll_interval_ns));
+    // CLOCK_MONOTONIC is steady_clock's clock on Linux, so the deadline is on our clock.
+    wake_.wait_until(lock, deadline, [&] { return stop_requested_; });
+    if (stop_requested_) break;
+  }
+}
+
+bool Sampler::wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns) {
+  auto satisfied = [&] {
+    for (const DeviceData& d : devices_)
+      for (int k = 0; k < kSourceCount; ++k) {
+        const SourceData& sd = d.source[k];
+        if (sd.status.available && !sd.last_read_failed && needs(sd, Source(k), t_ns)) return false;
+      }
+    return true;
+  };
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (satisfied()) return true;
+  if (!running_) return false;
+  std::int64_t w = wanted_ns_.load();
+  while (w < t_ns && !wanted_ns_.compare_exchange_weak(w, t_ns)) {
+  }
+  wake_.notify_all();
+  const bool ok = data_.wait_for(lock, std::chrono::nanoseconds(timeout_ns),
+                                 [&] { return satisfied() || !running_; }) &&
+                  satisfied();
+  // Let the thread relax once nobody waits for this time any more.
+  std::int64_t expected = t_ns;
+  wanted_ns_.compare_exchange_strong(expected, -1);
+  return ok;
+}
+
+SourceStatus Sampler::status(std::size_t device, Source s) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const SourceData& sd = devices_.at(device).source[int(s)];
+  SourceStatus st = sd.status;
+  if (s == Source::samples) {
+    const auto& t = sd.trace.t_ns;
+    if (t.size() >= 2) st.update_period_s = double(t.back() - t.front()) * 1e-9 / double(t.size() - 1);
+  } else if (sd.changes >= 2) {
+    st.update_period_s = double(sd.last_change_ns - sd.first_change_ns) * 1e-9 / double(sd.changes - 1);
+  }
+  return st;
+}
+
+Trace Sampler::trace(std::size_t device, Source s) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return devices_.at(device).source[int(s)].trace;
+}
+
+DeviceEnergy Sampler::energy(std::size_t device, std::int64_t t0, std::int64_t t1) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const DeviceData& d = devices_.at(device);
+  DeviceTraces view;
+  for (int k = 0; k < kSourceCount; ++k) {
+    view.source[k] = &d.source[k].trace;
+    view.available[k] = d.source[k].status.available;
+  }
+  view.gaps = &d.source[int(Source::samples)].status.gaps;
+  return window_energy(view, t0, t1, options_.calibration_min_span_ns);
+}
+
+SamplerStats Sampler::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  SamplerStats s;
+  s.cpu_time_s = double(cpu_ns_.load()) * 1e-9;
+  s.wall_time_s = double(run_ns_before_ + (running_ ? monotonic_ns() - started_ns_ : 0)) * 1e-9;
+  s.loops = loops_.load();
+  return s;
+}
+
+}  // namespace ecomeasure

@@ -1,0 +1,131 @@
+// The sampler: one native thread per meter that reads every NVML power and energy source of
+// each device and keeps (time, value) traces on the monotonic clock. It never touches
+// Python, so it never needs the GIL; callers read the traces under a short lock.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "energy.hpp"
+#include "nvml.hpp"
+
+namespace ecomeasure {
+
+struct SourceStatus {
+  bool available = false;
+  std::string reason;           // why not available
+  double update_period_s = 0;   // observed spacing of new values; 0 until known
+  std::uint64_t readings = 0;   // kept in the trace
+  std::uint64_t errors = 0;     // failed reads while running
+  std::string last_error;
+  std::vector<Gap> gaps;        // spans where driver samples were lost
+};
+
+struct DeviceInfo {
+  unsigned index = 0;
+  std::string name, uuid;
+  unsigned architecture = 0;  // nvmlDeviceArchitecture_t
+};
+
+struct SamplerOptions {
+  std::vector<unsigned> devices;                    // NVML indices; empty = all
+  std::int64_t poll_interval_ns = 5'000'000;        // instant and average power (~3 us a read)
+  std::int64_t drain_interval_ns = 100'000'000;     // driver buffer (~0.5 ms; ring holds ~2.4 s)
+  std::int64_t counter_interval_ns = 500'000'000;   // energy counter (~4 ms of CPU a read)
+  std::int64_t keepalive_ns = 100'000'000;          // keep an unchanged value this often
+  std::int64_t gap_threshold_ns = 250'000'000;      // driver samples further apart = lost
+  std::int64_t calibration_min_span_ns = 2'000'000'000;
+  // The counter changes every ~100 ms, so a read returns a value that is on average half
+  // of that old; its time stamp is moved back by this much.
+  std::int64_t counter_lag_ns = 50'000'000;
+  std::string nvml_library;                         // empty: $ECOMEASURE_NVML_LIBRARY or default
+};
+
+struct SamplerStats {
+  double cpu_time_s = 0;   // the sampler thread's own CPU time
+  double wall_time_s = 0;  // time it has been running
+  std::uint64_t loops = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(SamplerOptions options);  // throws NvmlUnavailable
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+
+  void start();  // idempotent
+  void stop();   // idempotent; joins the thread
+  void close();  // stops and lets go of NVML; the traces stay readable
+  bool running() const { return running_.load(); }
+
+  const std::vector<DeviceInfo>& devices() const { return infos_; }
+  const std::string& driver_version() const { return driver_version_; }
+  const SamplerOptions& options() const { return options_; }
+
+  // `device` is the position in devices(), not the NVML index.
+  SourceStatus status(std::size_t device, Source s) const;
+  Trace trace(std::size_t device, Source s) const;
+  DeviceEnergy energy(std::size_t device, std::int64_t t0_ns, std::int64_t t1_ns) const;
+  // Blocks until every working source of every device has a reading at or after t_ns
+  // (asking the thread to read at once), or until the timeout; true if the data is there.
+  bool wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns);
+  SamplerStats stats() const;
+
+ private:
+  struct SourceData {
+    SourceStatus status;
+    Trace trace;
+    bool last_read_failed = false;
+    std::int64_t last_read_ns = -1;  // when it was last read successfully (not its stamp)
+    // polling bookkeeping (sampler thread only, read under the lock)
+    double last_value = 0;
+    std::int64_t last_kept_ns = -1;
+    std::uint64_t changes = 0;
+    std::int64_t first_change_ns = 0, last_change_ns = 0;
+  };
+  struct DeviceData {
+    nvml::Device handle = nullptr;
+    SourceData source[kSourceCount];
+    unsigned long long last_sample_us = 0;
+    std::vector<nvml::Sample> buffer;  // drain buffer, sized once to the driver's ring
+    bool have_counter_origin = false;
+    unsigned long long counter_origin_mj = 0;
+  };
+
+  void probe(DeviceData& d);
+  void run();
+  void poll_power(DeviceData& d, Source s, std::int64_t now, bool on_demand);
+  void drain_samples(DeviceData& d);
+  void read_counter(DeviceData& d);
+  void record_error(DeviceData& d, Source s, nvml::Return r);
+  void keep(SourceData& sd, std::int64_t t, double v);  // caller holds mutex_
+  void clear_failure(SourceData& sd);
+  bool needs(const SourceData& sd, Source s, std::int64_t t) const;
+
+  SamplerOptions options_;
+  const nvml::Api* api_ = nullptr;
+  std::string driver_version_;
+  std::vector<DeviceInfo> infos_;
+  std::vector<DeviceData> devices_;
+
+  std::mutex lifecycle_;            // serialises start and stop
+  mutable std::mutex mutex_;        // guards the traces and statuses
+  std::condition_variable wake_;    // wakes the sampler (stop, or a waiter wants data now)
+  std::condition_variable data_;    // tells waiters new readings are in
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  bool stop_requested_ = false;     // under mutex_
+  bool closed_ = false;             // under lifecycle_
+  std::atomic<std::int64_t> wanted_ns_{-1};  // a waiter wants readings up to here
+  std::atomic<std::int64_t> wall_offset_ns_{0};
+  std::atomic<std::int64_t> cpu_ns_{0};
+  std::atomic<std::uint64_t> loops_{0};
+  std::int64_t started_ns_ = 0, stopped_ns_ = 0, run_ns_before_ = 0;
+};
+
+}  // namespace ecomeasure

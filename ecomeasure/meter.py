@@ -1,0 +1,418 @@
+"""The Python face of the native meter: Meter, Window, Mark and Measurement.
+
+Everything here is thin: the sampler thread, the marks and the integration live in the
+native core (``ecomeasure._native``). Nothing here imports torch or any CUDA library.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _native
+
+SOURCES: tuple[str, ...] = tuple(_native.SOURCES)
+"""NVML sources the meter reads, in order: driver sample buffer, instant power (field 186),
+average power (nvmlDeviceGetPowerUsage), energy counter (nvmlDeviceGetTotalEnergyConsumption)."""
+
+ARCHITECTURES = {2: "Kepler", 3: "Maxwell", 4: "Pascal", 5: "Volta", 6: "Turing", 7: "Ampere",
+                 8: "Ada", 9: "Hopper", 10: "Blackwell"}
+
+_NS = 1_000_000_000
+DEFAULT_WAIT_S = 2.0
+
+
+def _source_index(source: str) -> int:
+    try:
+        return SOURCES.index(source)
+    except ValueError:
+        raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}") from None
+
+
+def stream_handle(stream: Any) -> int | None:
+    """The CUstream handle of ``stream`` as an int, or None for host-time marks.
+
+    Accepts None, an int, an object with the ``__cuda_stream__`` protocol, or one with a
+    ``cuda_stream`` (torch) or ``ptr`` (CuPy) attribute. Never imports a framework.
+    """
+    if stream is None:
+        return None
+    if isinstance(stream, (bool, float)):
+        raise TypeError(f"a stream handle must be an int, not {type(stream).__name__}")
+    if isinstance(stream, int):
+        if stream < 0:
+            raise ValueError(f"a stream handle cannot be negative ({stream})")
+        return stream
+    protocol = getattr(stream, "__cuda_stream__", None)
+    if protocol is not None:
+        value = protocol() if callable(protocol) else protocol
+        # The protocol returns (version, handle).
+        return int(value[1]) if isinstance(value, tuple) else int(value)
+    for attribute in ("cuda_stream", "ptr"):
+        handle = getattr(stream, attribute, None)
+        if isinstance(handle, int):
+            return handle
+    raise TypeError(
+        f"cannot find a CUDA stream handle in {type(stream).__name__}: pass a torch or CuPy "
+        "stream, an object with __cuda_stream__ or cuda_stream, or an int handle")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One GPU as NVML names it."""
+    index: int
+    name: str
+    uuid: str
+    architecture: str
+
+
+@dataclass(frozen=True)
+class SourceEnergy:
+    """One source's energy over a window, on one device."""
+    source: str
+    energy_j: float
+    power_w: float
+    samples: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """A window's energy on one device: the headline figure and each source."""
+    device: int
+    energy_j: float
+    power_w: float
+    method: str
+    calibration: float
+    complete: bool
+    sources: Mapping[str, SourceEnergy] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The energy of one window, per device and per source.
+
+    ``energy_j`` is the headline figure summed over devices and ``method`` says what made
+    it: ``calibrated`` (driver samples scaled to the energy counter), ``counter``,
+    ``samples``, ``instant`` or ``average``.
+    """
+    name: str
+    start_s: float
+    end_s: float
+    devices: Mapping[int, DeviceEnergy]
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def energy_j(self) -> float:
+        return float(sum(d.energy_j for d in self.devices.values()))
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
+
+    @property
+    def method(self) -> str:
+        methods = {d.method for d in self.devices.values()}
+        return methods.pop() if len(methods) == 1 else "mixed"
+
+    @property
+    def complete(self) -> bool:
+        return all(d.complete for d in self.devices.values())
+
+    def source_energy_j(self, source: str) -> float:
+        """Energy by one source, summed over devices; NaN where a device lacks it."""
+        _source_index(source)
+        total = 0.0
+        for d in self.devices.values():
+            if source not in d.sources:
+                return float("nan")
+            total += d.sources[source].energy_j
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["devices"] = {str(k): v for k, v in out["devices"].items()}
+        out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method)
+        return out
+
+
+def _measurement(name: str, t0_ns: int, t1_ns: int,
+                 per_device: Iterable[tuple[int, dict[str, Any]]]) -> Measurement:
+    duration_s = (t1_ns - t0_ns) / _NS
+    def power(e: float) -> float:
+        return e / duration_s if duration_s > 0 else float("nan")
+    devices = {}
+    for index, raw in per_device:
+        sources = {name_: SourceEnergy(name_, s["energy_j"], power(s["energy_j"]), s["samples"],
+                                       s["complete"]) for name_, s in raw["sources"].items()}
+        devices[index] = DeviceEnergy(index, raw["energy_j"], power(raw["energy_j"]), raw["method"],
+                                      raw["calibration"], raw["complete"], sources)
+    return Measurement(name, t0_ns / _NS, t1_ns / _NS, devices)
+
+
+class Mark:
+    """A point on the meter's clock: now, or when the GPU reaches a point in a stream."""
+
+    def __init__(self, stream: Any = None) -> None:
+        handle = stream_handle(stream)
+        self.on_stream = handle is not None
+        self._id = _native.mark_now() if handle is None else _native.mark_on_stream(handle)
+
+    @property
+    def reached(self) -> bool:
+        return _native.mark_time_ns(self._id) >= 0
+
+    def time_ns(self, timeout_s: float = 60.0) -> int:
+        """The mark's time (monotonic ns); waits, without the GIL, for the GPU to get there."""
+        t = _native.mark_wait(self._id, int(timeout_s * _NS))
+        if t < 0:
+            raise TimeoutError(f"the GPU did not reach the mark within {timeout_s} s")
+        return t
+
+    @property
+    def time_s(self) -> float:
+        return self.time_ns() / _NS
+
+
+class Window:
+    """A named interval between two marks. Use as a context manager, or begin/end."""
+
+    def __init__(self, meter: Meter, name: str, stream: Any = None) -> None:
+        self.meter, self.name, self.stream = meter, name, stream
+        self.begin = Mark(stream)
+        self.end_mark: Mark | None = None
+        self._measurement: Measurement | None = None
+
+    def end(self, stream: Any = ...) -> Window:
+        """Closes the window (on the stream it began on unless another is given)."""
+        if self.end_mark is not None:
+            raise RuntimeError(f"window {self.name!r} is already closed")
+        self.end_mark = Mark(self.stream if stream is ... else stream)
+        return self
+
+    def __enter__(self) -> Window:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.end_mark is None:
+            self.end()
+
+    @property
+    def measurement(self) -> Measurement:
+        """The window's energy; waits for the GPU to pass the end mark and for the
+        sampler to hold readings past it."""
+        if self.end_mark is None:
+            raise RuntimeError(f"window {self.name!r} is still open")
+        if self._measurement is None:
+            self._measurement = self.meter.measure_ns(self.begin.time_ns(), self.end_mark.time_ns(),
+                                                      self.name)
+        return self._measurement
+
+
+class Meter:
+    """Measures GPU energy with a native sampler thread that reads every NVML source.
+
+    >>> with Meter() as meter:                                   # doctest: +SKIP
+    ...     with meter.window("decode", stream=torch.cuda.current_stream()) as w:
+    ...         model.generate(...)
+    ...     print(w.measurement.energy_j, w.measurement.method)
+    """
+
+    def __init__(self, devices: Iterable[int] | None = None, *, poll_interval_s: float = 0.005,
+                 drain_interval_s: float = 0.1, counter_interval_s: float = 0.5,
+                 keepalive_s: float = 0.1, gap_threshold_s: float = 0.25,
+                 calibration_min_span_s: float = 2.0, counter_lag_s: float = 0.05,
+                 nvml_library: str | os.PathLike[str] | None = None,
+                 start: bool = True) -> None:
+        for label, value in [("poll_interval_s", poll_interval_s), ("drain_interval_s", drain_interval_s),
+                             ("counter_interval_s", counter_interval_s)]:
+            if not value > 0:
+                raise ValueError(f"{label} must be positive, not {value}")
+        self._pid = os.getpid()
+        self._sampler = _native.Sampler(
+            [int(d) for d in devices] if devices is not None else [],
+            int(poll_interval_s * _NS), int(drain_interval_s * _NS), int(counter_interval_s * _NS),
+            int(keepalive_s * _NS), int(gap_threshold_s * _NS), int(calibration_min_span_s * _NS),
+            int(counter_lag_s * _NS), os.fspath(nvml_library) if nvml_library is not None else "")
+        self._calibration_min_span_ns = int(calibration_min_span_s * _NS)
+        self.devices: list[DeviceInfo] = [
+            DeviceInfo(d["index"], d["name"], d["uuid"],
+                       ARCHITECTURES.get(d["architecture"], f"unknown ({d['architecture']})"))
+            for d in self._sampler.devices]
+        self.driver_version: str = self._sampler.driver_version
+        self._position = {d.index: k for k, d in enumerate(self.devices)}
+        self._open: dict[str, Window] = {}
+        # Stops the thread when the meter is dropped or at interpreter exit; holds the
+        # native object, not self, so it does not keep the meter alive.
+        self._finalizer = weakref.finalize(self, self._sampler.close)
+        if start:
+            self.start()
+
+    # lifecycle -----------------------------------------------------------------------
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError("this Meter was created in another process (before fork()); its "
+                               "sampler thread does not exist here. Create a new Meter in this process.")
+
+    def start(self) -> Meter:
+        self._check_process()
+        self._sampler.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops the sampler thread; idempotent. Traces stay readable; start() resumes."""
+        if os.getpid() == self._pid:
+            self._sampler.stop()
+
+    def close(self) -> None:
+        """Stops the thread and lets go of NVML; traces and measurements stay readable."""
+        if os.getpid() == self._pid:
+            self._sampler.close()
+
+    @property
+    def running(self) -> bool:
+        return self._sampler.running
+
+    def __enter__(self) -> Meter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # windows -------------------------------------------------------------------------
+    def window(self, name: str, stream: Any = None) -> Window:
+        """A window that begins now (or when ``stream`` gets here); a context manager."""
+        self._check_process()
+        return Window(self, name, stream)
+
+    def begin_window(self, name: str, stream: Any = None) -> Window:
+        """Begins a named window; names of open windows must be unique."""
+        if name in self._open:
+            raise ValueError(f"a window named {name!r} is already open")
+        window = self.window(name, stream)
+        self._open[name] = window
+        return window
+
+    def end_window(self, name: str, stream: Any = ...) -> Measurement:
+        """Ends the named window and returns its Measurement (waits for the data)."""
+        try:
+            window = self._open.pop(name)
+        except KeyError:
+            raise KeyError(f"no open window named {name!r}; open: {sorted(self._open)}") from None
+        return window.end(stream).measurement
+
+    def mark(self, stream: Any = None) -> Mark:
+        self._check_process()
+        return Mark(stream)
+
+    def measure(self, start_s: float, end_s: float, name: str = "",
+                wait_s: float = DEFAULT_WAIT_S) -> Measurement:
+        """Energy over any interval of the meter's clock (``time.monotonic()`` seconds)."""
+        return self.measure_ns(int(round(start_s * _NS)), int(round(end_s * _NS)), name, wait_s)
+
+    def measure_ns(self, start_ns: int, end_ns: int, name: str = "",
+                   wait_s: float = DEFAULT_WAIT_S) -> Measurement:
+        if end_ns < start_ns:
+            raise ValueError("a window cannot end before it begins")
+        self._check_process()
+        if self.running and end_ns <= time.monotonic_ns() + int(wait_s * _NS):
+            self._sampler.wait_for_data(end_ns, int(wait_s * _NS))
+        return _measurement(name, start_ns, end_ns,
+                            ((d.index, self._sampler.energy(k, start_ns, end_ns))
+                             for k, d in enumerate(self.devices)))
+
+    # traces and state ------------------------------------------------------------------
+    def _device_position(self, device: int | None) -> int:
+        if device is None:
+            return 0
+        try:
+            return self._position[device]
+        except KeyError:
+            raise ValueError(f"this meter does not read GPU {device}; it reads "
+                             f"{sorted(self._position)}") from None
+
+    def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(time_s, value) of one source: W, or for the counter J since the first reading."""
+        t_ns, value = self._sampler.trace(self._device_position(device), _source_index(source))
+        return t_ns / _NS, value
+
+    def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self._sampler.trace(self._device_position(device), _source_index(source))
+
+    def capabilities(self) -> dict[int, dict[str, dict[str, Any]]]:
+        """Per device and source: whether it answers, its observed update period, errors and
+        lost-sample gaps."""
+        return {d.index: {s: self._sampler.status(k, i) for i, s in enumerate(SOURCES)}
+                for k, d in enumerate(self.devices)}
+
+    def stats(self) -> dict[str, float]:
+        """The sampler thread's CPU time, running time and loop count."""
+        return dict(self._sampler.stats())
+
+    def report(self) -> dict[str, Any]:
+        """What the meter is and what it saw, for results files."""
+        return {
+            "driver_version": self.driver_version,
+            "devices": [asdict(d) for d in self.devices],
+            "capabilities": {str(k): v for k, v in self.capabilities().items()},
+            "stats": self.stats(),
+            "calibration_min_span_ns": self._calibration_min_span_ns,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes every trace and the capability report to one ``.npz`` file."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {}
+        for k, d in enumerate(self.devices):
+            for i, s in enumerate(SOURCES):
+                t_ns, value = self._sampler.trace(k, i)
+                arrays[f"{d.index}/{s}/t_ns"] = t_ns
+                arrays[f"{d.index}/{s}/value"] = value
+        arrays["report"] = np.array(json.dumps(self.report()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        return path
+
+
+class SavedTraces:
+    """Traces written by ``Meter.save``, loaded back; measures windows the same way."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        with np.load(Path(path), allow_pickle=False) as data:
+            self.report: dict[str, Any] = json.loads(str(data["report"]))
+            self._arrays = {k: data[k] for k in data.files if k != "report"}
+        self.devices = [DeviceInfo(**d) for d in self.report["devices"]]
+
+    def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        _source_index(source)
+        index = self.devices[0].index if device is None else device
+        return self._arrays[f"{index}/{source}/t_ns"], self._arrays[f"{index}/{source}/value"]
+
+    def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        t_ns, value = self.trace_ns(source, device)
+        return t_ns / _NS, value
+
+    def measure(self, start_s: float, end_s: float, name: str = "") -> Measurement:
+        t0, t1 = int(round(start_s * _NS)), int(round(end_s * _NS))
+        def one(d: DeviceInfo) -> dict[str, Any]:
+            caps = self.report["capabilities"][str(d.index)]
+            traces = {s: self.trace_ns(s, d.index) for s in SOURCES if caps[s]["available"]}
+            gaps = [tuple(g) for g in caps["samples"]["gaps"]]
+            return _native.window_energy(traces, gaps, t0, t1, self.report["calibration_min_span_ns"])
+        return _measurement(name, t0, t1, ((d.index, one(d)) for d in self.devices))
+
+
+def load_traces(path: str | os.PathLike[str]) -> SavedTraces:
+    """Loads a file written by ``Meter.save``."""
+    return SavedTraces(path)
