@@ -80,7 +80,7 @@ auto with_integral(F f) {
 PYBIND11_MODULE(_native, m) {
   m.doc() = "ecomeasure's native core: NVML sampler thread, stream marks, integration";
 
-  auto meter_error = py::register_exception<std::runtime_error>(m, "MeterError", PyExc_RuntimeError);
+  auto meter_error = py::register_exception<MeterFailure>(m, "MeterError", PyExc_RuntimeError);
   py::register_exception<NvmlUnavailable>(m, "NVMLUnavailableError", meter_error.ptr());
   py::register_exception<CudaUnavailable>(m, "CudaUnavailableError", meter_error.ptr());
   py::register_exception<InvalidStream>(m, "InvalidStreamError", meter_error.ptr());

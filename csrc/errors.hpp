@@ -5,11 +5,13 @@
 
 namespace ecomeasure {
 
+// Base of the meter's own failures.
+struct MeterFailure : std::runtime_error { using std::runtime_error::runtime_error; };
 // NVML cannot be loaded or initialised, or names no usable device.
-struct NvmlUnavailable : std::runtime_error { using std::runtime_error::runtime_error; };
+struct NvmlUnavailable : MeterFailure { using MeterFailure::MeterFailure; };
 // A stream mark was asked for but the CUDA driver cannot be loaded or initialised.
-struct CudaUnavailable : std::runtime_error { using std::runtime_error::runtime_error; };
+struct CudaUnavailable : MeterFailure { using MeterFailure::MeterFailure; };
 // The CUDA driver refused the stream handle.
-struct InvalidStream : std::runtime_error { using std::runtime_error::runtime_error; };
+struct InvalidStream : MeterFailure { using MeterFailure::MeterFailure; };
 
 }  // namespace ecomeasure

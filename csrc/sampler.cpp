@@ -159,7 +159,7 @@ void Sampler::probe(DeviceData& d) {
 
 void Sampler::start() {
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
-  if (closed_) throw std::runtime_error("this meter was closed; create a new one");
+  if (closed_) throw MeterFailure("this meter was closed; create a new one");
   std::lock_guard<std::mutex> lock(mutex_);
   if (running_) return;
   stop_requested_ = false;

@@ -1,0 +1,130 @@
+"""Stream-aligned marks on a real GPU: precision, cost, and energy without synchronizing.
+
+1. Precision: 100 times, queue a chain of large matmuls between two stream marks from
+   Python (which returns at once) with CUDA events beside the marks; the marked interval
+   vs the events' elapsed time.
+2. Cost of one mark on the calling thread (stream and host marks).
+3. Energy: a window cut by stream marks around ~2 s of queued work, with no synchronize,
+   vs a synchronized host-time window around the same work.
+
+    python benchmarks/stream_marks.py --json $OUT/stream_marks.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from ecomeasure import Mark, Meter
+
+
+def matmul_chain(a: torch.Tensor, out: torch.Tensor, n: int) -> None:
+    for _ in range(n):
+        torch.matmul(a, a, out=out)
+
+
+def precision(repetitions: int, a, out, n: int) -> dict:
+    stream = torch.cuda.current_stream()
+    diffs_ms, enqueue_ms, event_ms = [], [], []
+    for _ in range(repetitions):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t = time.perf_counter()
+        e0.record(stream)
+        m0 = Mark(stream)
+        matmul_chain(a, out, n)
+        m1 = Mark(stream)
+        e1.record(stream)
+        enqueue_ms.append((time.perf_counter() - t) * 1e3)
+        marked_ms = (m1.time_ns() - m0.time_ns()) / 1e6   # waits for the GPU, without the GIL
+        torch.cuda.synchronize()
+        event_ms.append(e0.elapsed_time(e1))
+        diffs_ms.append(marked_ms - event_ms[-1])
+    absolute = [abs(d) for d in diffs_ms]
+    return {"repetitions": repetitions, "event_ms_median": statistics.median(event_ms),
+            "enqueue_ms_median": statistics.median(enqueue_ms),
+            "diff_ms_median": statistics.median(diffs_ms), "abs_diff_ms_median": statistics.median(absolute),
+            "abs_diff_ms_worst": max(absolute)}
+
+
+def mark_cost_us(stream, n: int = 2000) -> dict:
+    out = {}
+    for label, s in [("stream", stream), ("host", None)]:
+        batches = []
+        for _ in range(5):
+            t = time.perf_counter_ns()
+            for _ in range(n):
+                Mark(s)
+            batches.append((time.perf_counter_ns() - t) / n / 1e3)
+        out[label] = statistics.median(batches)
+    torch.cuda.synchronize()
+    return out
+
+
+def energy_async_vs_sync(meter: Meter, a, out, n: int, repetitions: int) -> list[dict]:
+    stream = torch.cuda.current_stream()
+    rows = []
+    for _ in range(repetitions):
+        torch.cuda.synchronize()
+        time.sleep(0.5)
+        # Stream-marked: Python queues the work and moves on.
+        asked_at = time.monotonic()
+        w = meter.window("async", stream=stream)
+        matmul_chain(a, out, n)
+        w.end()
+        queued_at = time.monotonic()
+        async_m = w.measurement
+        torch.cuda.synchronize()
+        time.sleep(0.5)
+        # Synchronized host-time window around the same work.
+        torch.cuda.synchronize()
+        with meter.window("sync") as s:
+            matmul_chain(a, out, n)
+            torch.cuda.synchronize()
+        sync_m = s.measurement
+        rows.append({"async_j": async_m.energy_j, "async_s": async_m.duration_s, "sync_j": sync_m.energy_j,
+                     "sync_s": sync_m.duration_s, "diff_pct": 100 * (async_m.energy_j - sync_m.energy_j) / sync_m.energy_j,
+                     "enqueue_s": queued_at - asked_at, "method": async_m.method})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repetitions", type=int, default=100)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    out = torch.empty_like(a)
+    matmul_chain(a, out, 50)
+    torch.cuda.synchronize()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record(); matmul_chain(a, out, 50); e1.record(); torch.cuda.synchronize()
+    per_matmul_ms = e0.elapsed_time(e1) / 50
+    with Meter() as meter:
+        time.sleep(2.5)  # let the headline's calibration span build up
+        result = {"gpu": meter.devices[0].name, "driver": meter.driver_version, "date": time.strftime("%Y-%m-%d"),
+                  "per_matmul_ms": per_matmul_ms,
+                  "precision": precision(args.repetitions, a, out, max(1, int(20 / per_matmul_ms))),
+                  "mark_cost_us": mark_cost_us(torch.cuda.current_stream()),
+                  "energy": energy_async_vs_sync(meter, a, out, max(1, int(2000 / per_matmul_ms)), 5)}
+        meter.close()
+    p = result["precision"]
+    print(f"{result['gpu']}, driver {result['driver']}; matmul 8192^2 fp16 = {per_matmul_ms:.3f} ms")
+    print(f"marked interval - CUDA-event interval over {p['repetitions']} chains of ~{p['event_ms_median']:.1f} ms: "
+          f"median {p['diff_ms_median'] * 1e3:+.1f} us, |median| {p['abs_diff_ms_median'] * 1e3:.1f} us, "
+          f"worst {p['abs_diff_ms_worst'] * 1e3:.1f} us (Python enqueued in {p['enqueue_ms_median']:.2f} ms)")
+    c = result["mark_cost_us"]
+    print(f"cost of one mark on the calling thread: stream {c['stream']:.2f} us, host {c['host']:.2f} us")
+    for r in result["energy"]:
+        print(f"~2 s of queued work: stream-marked {r['async_j']:8.1f} J over {r['async_s']:.3f} s "
+              f"(Python queued it in {r['enqueue_s']:.3f} s), synchronized {r['sync_j']:8.1f} J "
+              f"over {r['sync_s']:.3f} s: {r['diff_pct']:+.2f} % ({r['method']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Property tests of the integration in the native core (trapezoid and cumulative deltas)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecomeasure._native import cumulative_delta, trapezoid
+
+NS = 1_000_000_000
+
+
+@st.composite
+def piecewise_linear(draw):
+    """Breakpoints of a piecewise-linear power curve: strictly increasing times (ns), values (W)."""
+    n = draw(st.integers(2, 30))
+    gaps = draw(st.lists(st.integers(1, 2 * NS), min_size=n - 1, max_size=n - 1))
+    t = np.cumsum([draw(st.integers(0, 10 * NS))] + gaps).astype(np.int64)
+    p = np.array(draw(st.lists(st.floats(0, 1000), min_size=n, max_size=n)))
+    return t, p
+
+
+def exact_integral_j(t, p, t0, t1):
+    """The exact integral of the piecewise-linear curve (held flat outside), on a fine grid
+    that contains every breakpoint and both edges, where the trapezoid rule is exact."""
+    grid = np.unique(np.concatenate([t[(t > t0) & (t < t1)], [t0, t1]]))
+    values = np.interp(grid, t, p)  # interp holds the end values outside, like the meter
+    return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(grid))) / NS
+
+
+def window(draw, t):
+    lo, hi = int(t[0]) - NS, int(t[-1]) + NS
+    a = draw(st.integers(lo, hi))
+    b = draw(st.integers(a, hi))
+    return a, b
+
+
+@settings(max_examples=300, deadline=None)
+@given(piecewise_linear(), st.data())
+def test_exact_on_piecewise_linear_signals_sampled_at_their_breakpoints(curve, data):
+    t, p = curve
+    t0, t1 = window(data.draw, t)
+    energy_j, inside, covered = trapezoid(t, p, t0, t1)
+    assert energy_j == pytest.approx(exact_integral_j(t, p, t0, t1), rel=1e-9, abs=1e-9)
+    assert inside == int(np.sum((t > t0) & (t < t1)))
+    assert covered == (t[0] <= t0 and t[-1] >= t1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(piecewise_linear(), st.data())
+def test_extra_samples_on_the_curve_change_nothing(curve, data):
+    # Sampling a piecewise-linear curve at more points (on the curve) leaves the integral exact.
+    t, p = curve
+    extra = np.array(data.draw(st.lists(st.integers(int(t[0]), int(t[-1])), max_size=20)), dtype=np.int64)
+    t2 = np.sort(np.concatenate([t, extra]))
+    p2 = np.interp(t2, t, p)
+    t0, t1 = window(data.draw, t)
+    assert trapezoid(t2, p2, t0, t1)[0] == pytest.approx(trapezoid(t, p, t0, t1)[0], rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(piecewise_linear(), st.data())
+def test_additive_over_adjacent_windows(curve, data):
+    t, p = curve
+    lo, hi = int(t[0]) - NS, int(t[-1]) + NS
+    a, b, c = sorted(data.draw(st.lists(st.integers(lo, hi), min_size=3, max_size=3)))
+    whole = trapezoid(t, p, a, c)[0]
+    assert trapezoid(t, p, a, b)[0] + trapezoid(t, p, b, c)[0] == pytest.approx(whole, rel=1e-9, abs=1e-9)
+    cum = np.cumsum(p)
+    assert cumulative_delta(t, cum, a, b)[0] + cumulative_delta(t, cum, b, c)[0] == pytest.approx(
+        cumulative_delta(t, cum, a, c)[0], rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(piecewise_linear(), st.data())
+def test_duplicated_samples_change_nothing(curve, data):
+    t, p = curve
+    picks = data.draw(st.lists(st.integers(0, len(t) - 1), min_size=1, max_size=10))
+    t2, p2 = np.insert(t, picks, t[picks]), np.insert(p, picks, p[picks])
+    t0, t1 = window(data.draw, t)
+    assert trapezoid(t2, p2, t0, t1)[0] == pytest.approx(trapezoid(t, p, t0, t1)[0], rel=1e-12, abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10 * NS), st.integers(1, 2 * NS), st.floats(0, 1000), st.floats(0, 1000),
+       st.floats(0, 1), st.floats(0, 1))
+def test_edges_are_interpolated_inside_one_segment(t_a, width, p_a, p_b, f0, f1):
+    # A window inside one sample interval gets the area under the straight line between the
+    # two samples: never zero, however short.
+    t = np.array([t_a, t_a + width], dtype=np.int64)
+    p = np.array([p_a, p_b])
+    f0, f1 = sorted((f0, f1))
+    t0, t1 = t_a + int(f0 * width), t_a + int(f1 * width)
+    at = lambda x: p_a + (p_b - p_a) * (x - t_a) / width
+    expected = (at(t0) + at(t1)) / 2 * (t1 - t0) / NS
+    energy_j, inside, covered = trapezoid(t, p, t0, t1)
+    assert energy_j == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert inside == 0 and covered
+
+
+@settings(max_examples=200, deadline=None)
+@given(piecewise_linear(), st.data())
+def test_cumulative_delta_interpolates_the_counter(curve, data):
+    t, p = curve
+    counter_j = np.cumsum(p)  # any non-decreasing cumulative trace
+    t0, t1 = window(data.draw, t)
+    expected = np.interp(t1, t, counter_j) - np.interp(t0, t, counter_j)
+    assert cumulative_delta(t, counter_j, t0, t1)[0] == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+def test_a_jump_at_one_time_stamp_is_kept():
+    # Two samples at one instant (a step) are the curve's values before and after it.
+    t = np.array([0, NS, NS, 2 * NS], dtype=np.int64)
+    p = np.array([0.0, 0.0, 10.0, 10.0])
+    assert trapezoid(t, p, NS, 2 * NS)[0] == pytest.approx(10.0)
+    assert trapezoid(t, p, 0, NS)[0] == pytest.approx(0.0)
+
+
+def test_bad_traces_are_refused():
+    with pytest.raises(ValueError, match="ascending"):
+        trapezoid(np.array([2, 1], dtype=np.int64), np.array([1.0, 1.0]), 0, 3)
+    with pytest.raises(ValueError, match="same length"):
+        trapezoid(np.array([1, 2], dtype=np.int64), np.array([1.0]), 0, 3)
+    assert trapezoid(np.array([], dtype=np.int64), np.array([]), 0, 3) == (0.0, 0, False)
