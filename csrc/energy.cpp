@@ -38,7 +38,7 @@ DeviceEnergy window_energy(const DeviceTraces& d, std::int64_t t0, std::int64_t 
     e.complete = in.covered && !lost;
   }
   // Headline. The driver samples carry exact time stamps every ~20 ms but are instantaneous
-  // readings; the counter is integrated in hardware but is read only every ~0.5 s (a read
+  // readings; the counter is integrated in hardware but is read only every ~1 s (a read
   // costs ~4 ms of CPU) and its value may be up to ~100 ms stale. So the samples give the
   // shape inside the window and the counter, over the whole trace, gives the scale.
   const SourceEnergy& smp = out.source[int(Source::samples)];
@@ -60,7 +60,7 @@ DeviceEnergy window_energy(const DeviceTraces& d, std::int64_t t0, std::int64_t 
     }
   }
   // Without calibration, short windows are better served by the samples' 20 ms stamps than
-  // by a counter read every 0.5 s.
+  // by a counter read every second.
   for (Source s : {Source::samples, Source::counter, Source::instant, Source::average}) {
     const SourceEnergy& e = out.source[int(s)];
     if (e.available && (s != Source::counter || counter_usable)) {

@@ -222,14 +222,24 @@ class Window:
 class Meter:
     """Measures GPU energy with a native sampler thread that reads every NVML source.
 
+    devices: NVML indices to read (default: all GPUs). The thread polls instant and average
+    power every ``poll_interval_s``, drains the driver's sample buffer every
+    ``drain_interval_s`` (its ring holds ~2.4 s on Hopper) and reads the energy counter
+    every ``counter_interval_s`` (a read costs ~4 ms of CPU); a window that ends asks for
+    fresh readings at once. The defaults keep the thread near 1 % of one core.
+    ``counter_lag_s``: how old a counter value is on average when read (half its ~100 ms
+    update period). ``calibration_min_span_s``: how long the counter must have been read
+    before the headline scales the driver samples to it. ``nvml_library``: another
+    libnvidia-ml (default $ECOMEASURE_NVML_LIBRARY, else libnvidia-ml.so.1).
+
     >>> with Meter() as meter:                                   # doctest: +SKIP
     ...     with meter.window("decode", stream=torch.cuda.current_stream()) as w:
     ...         model.generate(...)
     ...     print(w.measurement.energy_j, w.measurement.method)
     """
 
-    def __init__(self, devices: Iterable[int] | None = None, *, poll_interval_s: float = 0.005,
-                 drain_interval_s: float = 0.1, counter_interval_s: float = 0.5,
+    def __init__(self, devices: Iterable[int] | None = None, *, poll_interval_s: float = 0.01,
+                 drain_interval_s: float = 0.2, counter_interval_s: float = 1.0,
                  keepalive_s: float = 0.1, gap_threshold_s: float = 0.25,
                  calibration_min_span_s: float = 2.0, counter_lag_s: float = 0.05,
                  nvml_library: str | os.PathLike[str] | None = None,
