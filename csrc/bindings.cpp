@@ -160,6 +160,10 @@ PYBIND11_MODULE(_native, m) {
         py::call_guard<py::gil_scoped_release>(),
         "Waits for the GPU to reach the mark; its time, or -1 on timeout.");
 
+  m.def("mark_wait_pair", &marks::wait_pair, py::arg("first"), py::arg("second"),
+        py::arg("timeout_ns"), py::call_guard<py::gil_scoped_release>(),
+        "Waits for two marks; their times, aligned on the GPU clock where both are stream marks.");
+
   m.def("trapezoid", with_integral(&trapezoid), py::arg("t_ns"), py::arg("power_w"),
         py::arg("t0_ns"), py::arg("t1_ns"),
         "Energy (J) of a power trace over [t0, t1]: (energy_j, points_inside, covered).");

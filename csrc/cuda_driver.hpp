@@ -8,11 +8,16 @@ namespace ecomeasure::cuda {
 using Result = int;
 using Stream = void*;
 using HostFn = void (*)(void*);
+using Event = void*;
 
-#define ECOMEASURE_CUDA_FUNCTIONS(X)                    \
-  X(cuInit, Result, (unsigned int))                     \
-  X(cuGetErrorName, Result, (Result, const char**))     \
-  X(cuLaunchHostFunc, Result, (Stream, HostFn, void*))
+#define ECOMEASURE_CUDA_FUNCTIONS(X)                       \
+  X(cuInit, Result, (unsigned int))                        \
+  X(cuGetErrorName, Result, (Result, const char**))        \
+  X(cuLaunchHostFunc, Result, (Stream, HostFn, void*))     \
+  X(cuEventCreate, Result, (Event*, unsigned int))         \
+  X(cuEventRecord, Result, (Event, Stream))                \
+  X(cuEventElapsedTime, Result, (float*, Event, Event))    \
+  X(cuEventDestroy_v2, Result, (Event))
 
 struct Api {
 #define ECOMEASURE_CUDA_POINTER(name, ret, params) ret(*name) params = nullptr;
@@ -25,5 +30,12 @@ const Api& load();
 
 // Queues fn(user) on the stream; throws InvalidStream if the driver refuses the handle.
 void launch_host_function(std::uintptr_t stream, HostFn fn, void* user);
+
+// Records `event` on the stream, creating it (timing enabled) if null or if recording it
+// fails (an event of another context); leaves it null if the driver will not time events.
+void record_event(Event& event, std::uintptr_t stream);
+
+// GPU time between two completed events in ms, or a negative number if unknown.
+float elapsed_ms(Event from, Event to);
 
 }  // namespace ecomeasure::cuda

@@ -1,5 +1,6 @@
 #include "marks.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +22,8 @@ constexpr std::uint64_t kSlots = 1u << 16;
 struct Slot {
   std::atomic<MarkId> id{0};
   std::atomic<std::int64_t> t_ns{-1};
+  cuda::Event event = nullptr;  // recorded with a stream mark; reused by the slot's next mark
+  bool timed = false;           // `event` belongs to this mark
 };
 
 struct Table {
@@ -38,6 +41,7 @@ Table& table() {
 Slot& claim(MarkId id) {
   Slot& s = table().slots[id % kSlots];
   s.t_ns.store(-1, std::memory_order_relaxed);
+  s.timed = false;
   s.id.store(id, std::memory_order_release);
   return s;
 }
@@ -75,7 +79,9 @@ MarkId mark_now() {
 MarkId mark_on_stream(std::uintptr_t stream) {
   cuda::load();  // fail before claiming a slot
   const MarkId id = table().next.fetch_add(1);
-  claim(id);
+  Slot& s = claim(id);
+  cuda::record_event(s.event, stream);
+  s.timed = s.event != nullptr;
   cuda::launch_host_function(stream, &on_reached, reinterpret_cast<void*>(std::uintptr_t(id)));
   return id;
 }
@@ -90,6 +96,22 @@ std::int64_t wait(MarkId id, std::int64_t timeout_ns) {
   t.reached.wait_for(lock, std::chrono::nanoseconds(timeout_ns),
                      [&] { return s.t_ns.load(std::memory_order_acquire) >= 0; });
   return s.t_ns.load(std::memory_order_acquire);
+}
+
+std::pair<std::int64_t, std::int64_t> wait_pair(MarkId first, MarkId second,
+                                                std::int64_t timeout_ns) {
+  const std::int64_t deadline = monotonic_ns() + timeout_ns;
+  const std::int64_t a = wait(first, timeout_ns);
+  const std::int64_t b = wait(second, std::max<std::int64_t>(0, deadline - monotonic_ns()));
+  if (a < 0 || b < 0) return {-1, -1};
+  const Slot& sa = owned(first);
+  const Slot& sb = owned(second);
+  if (!sa.timed || !sb.timed) return {a, b};
+  const float gpu_ms = cuda::elapsed_ms(sa.event, sb.event);
+  if (gpu_ms < 0) return {a, b};
+  const auto gpu_ns = std::int64_t(double(gpu_ms) * 1e6);
+  const std::int64_t start = std::min(a, b - gpu_ns);
+  return {start, start + gpu_ns};
 }
 
 }  // namespace ecomeasure::marks

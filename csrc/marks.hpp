@@ -4,6 +4,7 @@
 // them, without the caller synchronising.
 #pragma once
 #include <cstdint>
+#include <utility>
 
 namespace ecomeasure::marks {
 
@@ -17,5 +18,12 @@ MarkId mark_on_stream(std::uintptr_t stream);
 std::int64_t time_ns(MarkId id);
 // Waits (up to timeout_ns) for the GPU to reach the mark; -1 on timeout.
 std::int64_t wait(MarkId id, std::int64_t timeout_ns);
+
+// The times of two marks, waiting for both. A host function runs a little after the GPU
+// gets there (tens of us, now and then a millisecond), so where both are stream marks the
+// GPU's own clock gives the time between them (CUDA events recorded with the marks) and
+// the earlier-looking of the two host stamps places the pair: a late callback can only
+// make a mark look later. {-1, -1} on timeout.
+std::pair<std::int64_t, std::int64_t> wait_pair(MarkId first, MarkId second, std::int64_t timeout_ns);
 
 }  // namespace ecomeasure::marks

@@ -214,9 +214,19 @@ class Window:
         if self.end_mark is None:
             raise RuntimeError(f"window {self.name!r} is still open")
         if self._measurement is None:
-            self._measurement = self.meter.measure_ns(self.begin.time_ns(), self.end_mark.time_ns(),
-                                                      self.name)
+            t0_ns, t1_ns = self.edges_ns()
+            self._measurement = self.meter.measure_ns(t0_ns, t1_ns, self.name)
         return self._measurement
+
+    def edges_ns(self, timeout_s: float = 60.0) -> tuple[int, int]:
+        """The window's begin and end on the meter's clock (monotonic ns). Between two stream
+        marks the GPU's own clock gives the duration (see ``mark_wait_pair``)."""
+        if self.end_mark is None:
+            raise RuntimeError(f"window {self.name!r} is still open")
+        t0_ns, t1_ns = _native.mark_wait_pair(self.begin._id, self.end_mark._id, int(timeout_s * _NS))
+        if t0_ns < 0:
+            raise TimeoutError(f"the GPU did not reach the end of window {self.name!r} within {timeout_s} s")
+        return t0_ns, t1_ns
 
 
 class Meter:

@@ -70,6 +70,28 @@ def test_window_on_a_stream_measures_between_stream_marks(cuda_env):
     assert result["complete"]
 
 
+def test_a_late_callback_does_not_move_a_window_cut_by_stream_marks(cuda_env):
+    # Every second host function runs 30 ms late; the events' GPU times keep the window right.
+    result = run("""
+        import json, time, ecomeasure
+        with ecomeasure.Meter() as meter:
+            windows = []
+            for _ in range(4):
+                asked = time.monotonic_ns()
+                w = meter.window("w", stream=5)
+                time.sleep(0.1)
+                w.end()
+                windows.append((asked, *w.edges_ns(), w.begin.time_ns(), w.end_mark.time_ns()))
+            meter.close()
+        print(json.dumps(windows))
+    """, cuda_env(delay_us=10_000, FAKE_CUDA_LATE_EVERY="2", FAKE_CUDA_LATE_US="30000"))
+    for asked, t0, t1, stamp0, stamp1 in result:
+        assert (t0 - asked) / 1e6 == pytest.approx(10, abs=5)      # when the GPU got there
+        assert (t1 - t0) / 1e6 == pytest.approx(100, abs=3)
+    # ...while the raw host-function stamps of the late marks are 30 ms off.
+    assert any(abs((s1 - s0) - (t1 - t0)) > 25e6 for _, t0, t1, s0, s1 in result)
+
+
 def test_waiting_for_a_mark_does_not_hold_the_gil(cuda_env):
     result = run("""
         import json, threading, time, ecomeasure

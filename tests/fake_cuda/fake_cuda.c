@@ -1,9 +1,11 @@
 /* A fake CUDA driver (libcuda.so.1) for the stream-mark tests: just what the meter loads.
  *
- * cuLaunchHostFunc runs the host function on a worker thread after FAKE_CUDA_DELAY_US
- * microseconds (default 20000), the way the driver runs it once the GPU has worked through
- * the stream. Stream handle 0xbad is refused with CUDA_ERROR_INVALID_HANDLE (400), so the
- * meter's error path can be tested. FAKE_CUDA_INIT_FAIL=1 makes cuInit fail with
+ * The "GPU" reaches any point of a stream FAKE_CUDA_DELAY_US microseconds (default 20000)
+ * after it was queued. cuLaunchHostFunc runs the host function on a worker thread then,
+ * plus FAKE_CUDA_LATE_US more for every FAKE_CUDA_LATE_EVERY-th call (default never), the
+ * way a real driver's callback thread is now and then late. Events record the time the GPU
+ * reaches them, so cuEventElapsedTime is exact. Stream handle 0xbad is refused with
+ * CUDA_ERROR_INVALID_HANDLE (400). FAKE_CUDA_INIT_FAIL=1 makes cuInit fail with
  * CUDA_ERROR_NO_DEVICE (100).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -34,6 +36,42 @@ CUresult cuGetErrorName(CUresult error, const char **name) {
   }
 }
 
+static long env_long(const char *name, long fallback) {
+  const char *v = getenv(name);
+  return v ? atol(v) : fallback;
+}
+
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+typedef struct { long long reached_ns; } fake_event;
+typedef fake_event *CUevent;
+
+CUresult cuEventCreate(CUevent *event, unsigned int flags) {
+  (void)flags;
+  *event = calloc(1, sizeof(fake_event));
+  return *event ? SUCCESS : INVALID_VALUE;
+}
+
+CUresult cuEventRecord(CUevent event, CUstream stream) {
+  if ((uintptr_t)stream == 0xbad) return INVALID_HANDLE;
+  event->reached_ns = now_ns() + env_long("FAKE_CUDA_DELAY_US", 20000) * 1000;
+  return SUCCESS;
+}
+
+CUresult cuEventElapsedTime(float *ms, CUevent start, CUevent end) {
+  *ms = (float)((end->reached_ns - start->reached_ns) / 1e6);
+  return SUCCESS;
+}
+
+CUresult cuEventDestroy_v2(CUevent event) {
+  free(event);
+  return SUCCESS;
+}
+
 struct call { CUhostFn fn; void *user; long delay_us; };
 
 static void *run_later(void *arg) {
@@ -48,11 +86,13 @@ static void *run_later(void *arg) {
 CUresult cuLaunchHostFunc(CUstream stream, CUhostFn fn, void *user) {
   if ((uintptr_t)stream == 0xbad) return INVALID_HANDLE;
   if (!fn) return INVALID_VALUE;
+  static long calls = 0;
   struct call *c = malloc(sizeof *c);
-  const char *delay = getenv("FAKE_CUDA_DELAY_US");
+  const long every = env_long("FAKE_CUDA_LATE_EVERY", 0);
   c->fn = fn;
   c->user = user;
-  c->delay_us = delay ? atol(delay) : 20000;
+  c->delay_us = env_long("FAKE_CUDA_DELAY_US", 20000);
+  if (every > 0 && ++calls % every == 0) c->delay_us += env_long("FAKE_CUDA_LATE_US", 0);
   pthread_t thread;
   if (pthread_create(&thread, NULL, run_later, c) != 0) { free(c); return INVALID_VALUE; }
   pthread_detach(thread);
