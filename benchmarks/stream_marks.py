@@ -26,27 +26,31 @@ def matmul_chain(a: torch.Tensor, out: torch.Tensor, n: int) -> None:
         torch.matmul(a, a, out=out)
 
 
-def precision(repetitions: int, a, out, n: int) -> dict:
+def precision(meter: Meter, repetitions: int, a, out, n: int) -> dict:
+    """Window edges (GPU-clock pair alignment) and raw host-function stamps vs CUDA events."""
     stream = torch.cuda.current_stream()
-    diffs_ms, enqueue_ms, event_ms = [], [], []
+    diffs_ms, raw_diffs_ms, enqueue_ms, event_ms = [], [], [], []
     for _ in range(repetitions):
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t = time.perf_counter()
         e0.record(stream)
-        m0 = Mark(stream)
+        w = meter.window("chain", stream=stream)
         matmul_chain(a, out, n)
-        m1 = Mark(stream)
+        w.end()
         e1.record(stream)
         enqueue_ms.append((time.perf_counter() - t) * 1e3)
-        marked_ms = (m1.time_ns() - m0.time_ns()) / 1e6   # waits for the GPU, without the GIL
+        t0, t1 = w.edges_ns()   # waits for the GPU, without the GIL
         torch.cuda.synchronize()
         event_ms.append(e0.elapsed_time(e1))
-        diffs_ms.append(marked_ms - event_ms[-1])
-    absolute = [abs(d) for d in diffs_ms]
+        diffs_ms.append((t1 - t0) / 1e6 - event_ms[-1])
+        raw_diffs_ms.append((w.end_mark.time_ns() - w.begin.time_ns()) / 1e6 - event_ms[-1])
+    def summary(d):
+        absolute = [abs(x) for x in d]
+        return {"median_ms": statistics.median(d), "abs_median_ms": statistics.median(absolute),
+                "abs_worst_ms": max(absolute)}
     return {"repetitions": repetitions, "event_ms_median": statistics.median(event_ms),
-            "enqueue_ms_median": statistics.median(enqueue_ms),
-            "diff_ms_median": statistics.median(diffs_ms), "abs_diff_ms_median": statistics.median(absolute),
-            "abs_diff_ms_worst": max(absolute)}
+            "enqueue_ms_median": statistics.median(enqueue_ms), "window": summary(diffs_ms),
+            "host_function_stamps": summary(raw_diffs_ms)}
 
 
 def mark_cost_us(stream, n: int = 2000) -> dict:
@@ -106,15 +110,17 @@ def main() -> None:
         time.sleep(2.5)  # let the headline's calibration span build up
         result = {"gpu": meter.devices[0].name, "driver": meter.driver_version, "date": time.strftime("%Y-%m-%d"),
                   "per_matmul_ms": per_matmul_ms,
-                  "precision": precision(args.repetitions, a, out, max(1, int(20 / per_matmul_ms))),
+                  "precision": precision(meter, args.repetitions, a, out, max(1, int(20 / per_matmul_ms))),
                   "mark_cost_us": mark_cost_us(torch.cuda.current_stream()),
                   "energy": energy_async_vs_sync(meter, a, out, max(1, int(2000 / per_matmul_ms)), 5)}
         meter.close()
     p = result["precision"]
     print(f"{result['gpu']}, driver {result['driver']}; matmul 8192^2 fp16 = {per_matmul_ms:.3f} ms")
-    print(f"marked interval - CUDA-event interval over {p['repetitions']} chains of ~{p['event_ms_median']:.1f} ms: "
-          f"median {p['diff_ms_median'] * 1e3:+.1f} us, |median| {p['abs_diff_ms_median'] * 1e3:.1f} us, "
-          f"worst {p['abs_diff_ms_worst'] * 1e3:.1f} us (Python enqueued in {p['enqueue_ms_median']:.2f} ms)")
+    print(f"window length - CUDA-event interval, {p['repetitions']} chains of ~{p['event_ms_median']:.1f} ms "
+          f"(Python enqueued each in {p['enqueue_ms_median']:.2f} ms):")
+    for label, d in [("window edges", p["window"]), ("host-function stamps alone", p["host_function_stamps"])]:
+        print(f"   {label:27s} median {d['median_ms'] * 1e3:+8.1f} us, |median| {d['abs_median_ms'] * 1e3:7.1f} us, "
+              f"worst {d['abs_worst_ms'] * 1e3:7.1f} us")
     c = result["mark_cost_us"]
     print(f"cost of one mark on the calling thread: stream {c['stream']:.2f} us, host {c['host']:.2f} us")
     for r in result["energy"]:
