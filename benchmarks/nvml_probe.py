@@ -5,7 +5,7 @@ costs per call, whether nvmlFieldValue_t.timestamp is the update time or the
 query time, and how the energy counter's ticks line up with the driver's own
 power samples. Writes raw CSVs under $OUT for offline analysis.
 """
-import ctypes, os, sys, time, threading, json
+import ctypes, os, time, threading
 import pynvml as N
 
 OUT = os.environ.get("OUT", "/tmp")
@@ -31,7 +31,7 @@ def samples():
         t, s = N.nvmlDeviceGetSamples(h, N.NVML_TOTAL_POWER_SAMPLES, last[0])
         if s:
             last[0] = s[-1].timeStamp
-    except N.NVMLError as e:
+    except N.NVMLError:
         pass
 for name, fn, n in [
     ("power_usage", lambda: N.nvmlDeviceGetPowerUsage(h), 2000),

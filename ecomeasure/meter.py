@@ -183,6 +183,16 @@ class Mark:
     def time_s(self) -> float:
         return self.time_ns() / _NS
 
+    def span_ns(self, end: Mark, timeout_s: float = 60.0) -> tuple[int, int]:
+        """This mark's and a later mark's times (monotonic ns), waiting for both. Between two
+        stream marks the GPU's own clock (CUDA events recorded with them) gives the time
+        between them, and the earlier-looking of the two host stamps places the pair, since
+        the driver runs a mark's host function a little late (now and then by a millisecond)."""
+        t0_ns, t1_ns = _native.mark_wait_pair(self._id, end._id, int(timeout_s * _NS))
+        if t0_ns < 0:
+            raise TimeoutError(f"the GPU did not reach both marks within {timeout_s} s")
+        return t0_ns, t1_ns
+
 
 class Window:
     """A named interval between two marks. Use as a context manager, or begin/end."""
@@ -219,14 +229,10 @@ class Window:
         return self._measurement
 
     def edges_ns(self, timeout_s: float = 60.0) -> tuple[int, int]:
-        """The window's begin and end on the meter's clock (monotonic ns). Between two stream
-        marks the GPU's own clock gives the duration (see ``mark_wait_pair``)."""
+        """The window's begin and end on the meter's clock (monotonic ns); see Mark.span_ns."""
         if self.end_mark is None:
             raise RuntimeError(f"window {self.name!r} is still open")
-        t0_ns, t1_ns = _native.mark_wait_pair(self.begin._id, self.end_mark._id, int(timeout_s * _NS))
-        if t0_ns < 0:
-            raise TimeoutError(f"the GPU did not reach the end of window {self.name!r} within {timeout_s} s")
-        return t0_ns, t1_ns
+        return self.begin.span_ns(self.end_mark, timeout_s)
 
 
 class Meter:

@@ -1,0 +1,221 @@
+"""``python -m ecomeasure.bench``: the command line.
+
+Exit status: 0 all configurations measured (or already there), 1 some failed (their rows
+say why), 2 bad arguments or nothing to measure with, 130 interrupted (finished rows kept).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import models, quant
+from .display import Display
+from .results import HeaderMismatchError, ResultsDir
+from .runner import Protocol
+
+if TYPE_CHECKING:
+    from .sweep import Sweep
+
+EPILOG = """\
+examples:
+  python -m ecomeasure.bench --model mistral --quant int8_pure
+  python -m ecomeasure.bench --model tinyllama qwen2-1.5b --quant fp16 nf4 --batch-size 1 4 8
+  python -m ecomeasure.bench --model tiny-llama-test --device cpu --new-tokens 8 --iterations 2
+
+Without the real weights (not cached, hub unreachable or HF_HUB_OFFLINE=1) the model's exact
+architecture is built with random weights, saved once under --weights-dir and loaded like a
+real checkpoint; result rows say weights=random. A re-run appends to --out and skips rows
+already measured (same model, quant, batch size, device and --new-tokens) unless --redo.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _model_name(text: str) -> str:
+    try:
+        return models.check_model_name(text)
+    except models.UnknownModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _quant_name(text: str) -> str:
+    try:
+        return quant.get(text).name
+    except quant.UnknownQuantError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (defaults are the seed study's protocol)."""
+    p = argparse.ArgumentParser(
+        prog="python -m ecomeasure.bench", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Energy per generated token of HuggingFace models under each quantization, "
+                    "measured by the native NVML meter and by the seed's 10 Hz reference method.")
+    what = p.add_argument_group("what to measure")
+    what.add_argument("--model", nargs="+", type=_model_name, metavar="MODEL",
+                      help="aliases (see --list-models), HF ids or local checkpoint paths")
+    what.add_argument("--quant", nargs="+", type=_quant_name, default=["fp16"], metavar="QUANT",
+                      help=f"one or more of: {', '.join(quant.QUANTS)} (default: fp16)")
+    what.add_argument("--batch-size", nargs="+", type=_positive_int, default=[1], metavar="N",
+                      help="one or more batch sizes (default: 1)")
+    what.add_argument("--list-models", action="store_true", help="list the model aliases and exit")
+    proto = p.add_argument_group("protocol (defaults: the seed study's)")
+    proto.add_argument("--new-tokens", type=_positive_int, default=256, help="tokens generated per sequence (256)")
+    proto.add_argument("--warmup", type=_non_negative_int, default=3, help="warmup generations (3)")
+    proto.add_argument("--warmup-tokens", type=_positive_int, default=50, help="tokens per warmup generation (50)")
+    proto.add_argument("--iterations", type=_positive_int, default=10, help="measured generations (10)")
+    proto.add_argument("--idle-seconds", type=_non_negative_float, default=10.0,
+                       help="idle baseline before each configuration's iterations (10)")
+    proto.add_argument("--seed", type=int, default=0, help="seed of random weights and estimated prompts (0)")
+    run = p.add_argument_group("where")
+    run.add_argument("--device", default=None,
+                     help="cuda, cuda:N or cpu (default: cuda; cpu runs the generation loop on the "
+                          "CPU for smoke tests, energy measured only if NVML loads)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results directory (results/)")
+    run.add_argument("--redo", action="store_true", help="measure again rows already in --out")
+    run.add_argument("--weights-dir", type=Path, default=None,
+                     help="where random-weight checkpoints are kept (default: "
+                          "$ECOMEASURE_CACHE/random-weights or ~/.cache/ecomeasure/random-weights)")
+    run.add_argument("--weights", choices=("auto", "real", "random"), default="auto",
+                     help="auto: real checkpoint if cached or downloadable, else random weights "
+                          "of the exact architecture (default); real: fail without one; random: always random")
+    return p
+
+
+def list_models(display: Display) -> None:
+    """Prints the aliases with their HF ids and parameter counts (counted, not typed in)."""
+    from rich.table import Table
+
+    table = Table(title="models (any other HF id or local path works too)", title_justify="left")
+    for name, justify in [("alias", "left"), ("HuggingFace id", "left"), ("architecture", "left"),
+                          ("parameters", "right"), ("layers", "right"), ("hidden", "right"),
+                          ("heads / kv", "right"), ("vocab", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for m in models.listed_models():
+        alias = " / ".join((m.alias, *m.aliases))
+        table.add_row(alias, m.hf_id or "", m.model_type, f"{models.spec_parameter_count(m.alias) / 1e9:.2f} B",
+                      str(m.num_hidden_layers), str(m.hidden_size),
+                      f"{m.num_attention_heads} / {m.num_key_value_heads}", f"{m.vocab_size:,}")
+    display.out.print(table)
+
+
+def _run_file(store: ResultsDir) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path, k = store.root / f"run-{stamp}.json", 1
+    while path.exists():
+        k += 1
+        path = store.root / f"run-{stamp}-{k}.json"
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the benchmark; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    display = Display()
+    if args.list_models:
+        list_models(display)
+        return 0
+    if not args.model:
+        parser.error("--model is required: one or more of " + ", ".join(models.valid_names())
+                     + " (see --list-models), an HF id or a local path")
+    try:
+        quant.require_bitsandbytes(args.quant)
+    except quant.BitsAndBytesMissingError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+
+    from transformers.utils import logging as hf_logging
+
+    from . import environment
+    from .sweep import Sweep, SweepOptions
+
+    # Our own progress bar and log replace transformers' bars and advice.
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        device = environment.resolve_device(args.device)
+        hardware = environment.find_hardware(device)
+        store = ResultsDir(args.out)
+        store.check_headers()
+    except (environment.SetupError, HeaderMismatchError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if not hardware.energy.available:
+        display.warn(hardware.energy.note + "; energy columns stay empty")
+    elif hardware.gpu is not None:
+        display.log(f"measuring energy on NVML GPU {hardware.gpu.index}: {hardware.gpu.name} "
+                    f"(driver {hardware.driver}); generating on {device}")
+
+    options = SweepOptions(
+        models=tuple(args.model), quants=tuple(args.quant), batch_sizes=tuple(args.batch_size),
+        protocol=Protocol(new_tokens=args.new_tokens, warmup=args.warmup, warmup_tokens=args.warmup_tokens,
+                          iterations=args.iterations, idle_s=args.idle_seconds),
+        redo=args.redo, weights_dir=args.weights_dir, weights_mode=args.weights, seed=args.seed)
+    versions = environment.versions()
+    run_file = _run_file(store)
+    run_info = {"command": [sys.executable, "-m", "ecomeasure.bench", *(sys.argv[1:] if argv is None else argv)],
+                "cwd": os.getcwd(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                "protocol": dataclasses.asdict(options.protocol),
+                "environment": environment.environment(hardware), "configurations": []}
+    store.write_json(run_file, run_info)
+    sweep = Sweep(options, hardware, store, display, versions, run_file, run_info)
+    interrupted = False
+    try:
+        sweep.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    run_info.update(finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), interrupted=interrupted,
+                    written=len(sweep.written), failed=len(sweep.failed), skipped=len(sweep.skipped))
+    store.write_json(run_file, run_info)
+    _print_summary(display, sweep, store)
+    if interrupted:
+        display.log(f"interrupted: {len(sweep.written)} configuration(s) finished in this run are in "
+                    f"{store.results_csv}; the one in progress was discarded. Run the same command "
+                    "again to resume: finished rows are skipped.")
+        return 130
+    written = [p.name + ("/" if p.is_dir() else "") for p in
+               (store.results_csv, store.iterations_csv, store.traces_dir, run_file) if p.exists()]
+    display.log(f"results in {store.root}/ ({', '.join(written)})")
+    return 1 if sweep.failed else 0
+
+
+def _print_summary(display: Display, sweep: Sweep, store: ResultsDir) -> None:
+    """The latest row of every configuration of this sweep (run now or found on disk)."""
+    wanted = set(sweep.written) | set(sweep.failed) | set(sweep.skipped)
+    latest: dict[tuple[str, str, int], dict[str, str]] = {}
+    for row in store.rows():
+        try:
+            key = (row["model"], row["quant"], int(row["batch_size"]))
+        except (KeyError, ValueError):
+            continue
+        if key in wanted and row.get("device") == sweep.device_column and \
+                row.get("new_tokens") == str(sweep.options.protocol.new_tokens):
+            latest[key] = row
+    if latest:
+        display.summary(list(latest.values()), title=f"{store.results_csv}")

@@ -1,0 +1,180 @@
+"""The results directory (``docs/results-format.md``): its columns, and appending to it.
+
+Rows are appended as each configuration completes and flushed to disk at once, so an
+interrupted sweep keeps everything finished before it; a configuration's files are
+written together, with Ctrl-C held off meanwhile, so none is ever half written.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+RESULT_COLUMNS: tuple[str, ...] = (
+    "date", "status", "error", "model", "model_id", "params_b", "weights", "quant", "batch_size",
+    "new_tokens", "iterations", "prompt_tokens", "prompt_tokens_source", "tokens_generated",
+    "throughput_tok_s_mean", "throughput_tok_s_std", "throughput_cv_pct", "power_w_mean",
+    "power_w_std", "energy_j_per_1k_mean", "energy_j_per_1k_std", "energy_cv_pct",
+    "energy_net_j_per_1k_mean", "energy_net_j_per_1k_std", "ref_power_w_mean",
+    "ref_energy_j_per_1k_mean", "ref_energy_j_per_1k_std", "ref_energy_net_j_per_1k_mean",
+    "native_vs_ref_pct", "idle_power_w", "ref_idle_power_w", "delta_vs_fp16_pct",
+    "delta_vs_fp16_net_pct", "method", "energy_j_per_1k_samples", "energy_j_per_1k_instant",
+    "energy_j_per_1k_average", "energy_j_per_1k_counter", "prefill_s_mean", "prefill_energy_j_mean",
+    "decode_s_mean", "decode_energy_j_mean", "gpu_name", "gpu_uuid", "driver", "device",
+    "torch_version", "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces",
+)
+"""Columns of ``results.csv``, in order: one row per (model, quant, batch_size)."""
+
+ITERATION_COLUMNS: tuple[str, ...] = (
+    "model", "quant", "batch_size", "iteration", "start_s", "end_s", "duration_s", "tokens",
+    "throughput_tok_s", "energy_j", "energy_net_j", "method", "energy_j_samples", "energy_j_instant",
+    "energy_j_average", "energy_j_counter", "ref_energy_j", "ref_energy_net_j", "ref_samples",
+    "prefill_s", "prefill_energy_j", "decode_s", "decode_energy_j", "idle_power_w", "ref_idle_power_w",
+)
+"""Columns of ``iterations.csv``: one row per measured iteration."""
+
+RESULTS_CSV = "results.csv"
+ITERATIONS_CSV = "iterations.csv"
+TRACES_DIR = "traces"
+
+
+def format_value(value: Any) -> str:
+    """A CSV cell: empty for None and NaN; floats in full (shortest exact form), so that
+    times on the monotonic clock keep their nanoseconds and every figure can be recomputed."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(float(value))  # float(): numpy scalars too
+    return str(value)
+
+
+def parse_float(cell: str | None) -> float:
+    """A CSV cell back as a float (NaN if empty)."""
+    try:
+        return float(cell) if cell not in (None, "") else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Holds off Ctrl-C (SIGINT) for the duration, then delivers it: a group of files is
+    written completely or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+class HeaderMismatchError(RuntimeError):
+    """An existing CSV file has other columns than this version writes."""
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name).strip("-") or "model"
+
+
+class ResultsDir:
+    """The files under ``--out``: results.csv, iterations.csv, traces/ and run-*.json."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.results_csv = self.root / RESULTS_CSV
+        self.iterations_csv = self.root / ITERATIONS_CSV
+        self.traces_dir = self.root / TRACES_DIR
+
+    # reading ---------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, str]]:
+        """Every row of results.csv (empty if there is none)."""
+        return _read(self.results_csv)
+
+    def iteration_rows(self) -> list[dict[str, str]]:
+        return _read(self.iterations_csv)
+
+    def check_headers(self) -> None:
+        """Raises HeaderMismatchError if an existing file's columns differ from this version's."""
+        for path, columns in ((self.results_csv, RESULT_COLUMNS), (self.iterations_csv, ITERATION_COLUMNS)):
+            header = _header(path)
+            if header is not None and tuple(header) != columns:
+                raise HeaderMismatchError(
+                    f"{path} has other columns than this version of ecomeasure writes; "
+                    "choose another --out directory")
+
+    def find(self, *, status: str = "ok", **keys: Any) -> list[dict[str, str]]:
+        """Rows whose columns equal ``keys`` (compared as CSV text) and ``status``."""
+        wanted = {k: format_value(v) for k, v in keys.items()}
+        return [r for r in self.rows() if r.get("status") == status
+                and all(r.get(k, "") == v for k, v in wanted.items())]
+
+    # writing ---------------------------------------------------------------------------
+    def trace_paths(self, model: str, quant: str, batch_size: int) -> tuple[Path, Path]:
+        """Free paths for a configuration's native traces (.npz) and reference samples (.csv):
+        ``traces/<model>_<quant>_bs<N>``, with ``-2``, ``-3``... if a re-run would overwrite."""
+        stem = f"{_safe(model)}_{_safe(quant)}_bs{batch_size}"
+        candidate, k = stem, 1
+        while (self.traces_dir / f"{candidate}.npz").exists() or \
+                (self.traces_dir / f"{candidate}_reference.csv").exists():
+            k += 1
+            candidate = f"{stem}-{k}"
+        return self.traces_dir / f"{candidate}.npz", self.traces_dir / f"{candidate}_reference.csv"
+
+    def append_result(self, row: Mapping[str, Any]) -> None:
+        _append(self.results_csv, RESULT_COLUMNS, [row])
+
+    def append_iterations(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        _append(self.iterations_csv, ITERATION_COLUMNS, rows)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """Writes ``data`` as JSON through a temporary file (never half written)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+
+
+def _header(path: Path) -> list[str] | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="") as f:
+        return next(csv.reader(f), None)
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _append(path: Path, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="raise")
+        if new:
+            writer.writeheader()
+        for row in rows:
+            unknown = set(row) - set(columns)
+            if unknown:
+                raise ValueError(f"not columns of {path.name}: {sorted(unknown)}")
+            writer.writerow({c: format_value(row.get(c)) for c in columns})
+        f.flush()
+        os.fsync(f.fileno())

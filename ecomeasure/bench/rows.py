@@ -1,0 +1,173 @@
+"""From a measured configuration to its rows: one per iteration, one summary row.
+
+Per-1k figures are per 1,000 generated tokens (all sequences of the batch). Standard
+deviations are sample standard deviations (n - 1) over iterations; CV = std / mean.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .results import parse_float
+from .runner import ConfigRun, Iteration, net, source_energy_j
+
+NAN = float("nan")
+SOURCES = ("samples", "instant", "average", "counter")
+"""NVML sources with a column each (``energy_j_<source>``), as docs/results-format.md lists them."""
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What a row is about, besides its measurements."""
+    model: str
+    model_id: str
+    quant: str
+    batch_size: int
+    new_tokens: int
+    iterations: int
+    device: str
+    gpu_name: str = ""
+    gpu_uuid: str = ""
+    driver: str = ""
+    versions: Mapping[str, str] | None = None
+    params_b: float = NAN
+    weights: str = ""
+    prompt_tokens: int | None = None
+    prompt_tokens_source: str = ""
+
+    def columns(self) -> dict[str, Any]:
+        versions = dict(self.versions or {})
+        return {
+            "model": self.model, "model_id": self.model_id, "params_b": self.params_b,
+            "weights": self.weights, "quant": self.quant, "batch_size": self.batch_size,
+            "new_tokens": self.new_tokens, "iterations": self.iterations,
+            "prompt_tokens": self.prompt_tokens, "prompt_tokens_source": self.prompt_tokens_source,
+            "gpu_name": self.gpu_name, "gpu_uuid": self.gpu_uuid, "driver": self.driver,
+            "device": self.device,
+            **{k: versions.get(k, "") for k in ("torch_version", "transformers_version",
+                                                  "bitsandbytes_version", "ecomeasure_version")},
+        }
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if not math.isnan(v)]
+
+
+def mean(values: Sequence[float]) -> float:
+    """Mean of the non-NaN values; NaN if any value is NaN or there are none (a figure
+    missing for one iteration is missing for the configuration)."""
+    if not values or len(_finite(values)) != len(values):
+        return NAN
+    return statistics.fmean(values)
+
+
+def std(values: Sequence[float]) -> float:
+    """Sample standard deviation; NaN for fewer than two values or any NaN."""
+    if len(values) < 2 or len(_finite(values)) != len(values):
+        return NAN
+    return statistics.stdev(values)
+
+
+def cv_pct(values: Sequence[float]) -> float:
+    m = mean(values)
+    return 100.0 * std(values) / m if m and not math.isnan(m) else NAN
+
+
+def pct_change(new: float, base: float) -> float:
+    """100 * (new - base) / base; NaN if undefined."""
+    if math.isnan(new) or math.isnan(base) or base == 0:
+        return NAN
+    return 100.0 * (new - base) / base
+
+
+def _integral(value: float) -> float | int:
+    """Whole numbers as ints (the forced length makes every iteration's count the same)."""
+    return int(value) if value == value and value.is_integer() else value
+
+
+def per_1k(energy_j: float, tokens: int) -> float:
+    return energy_j * 1000.0 / tokens if tokens else NAN
+
+
+def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration) -> dict[str, Any]:
+    """One row of iterations.csv."""
+    energy_j = it.total.energy_j if it.total is not None else NAN
+    return {
+        "model": ctx.model, "quant": ctx.quant, "batch_size": ctx.batch_size, "iteration": it.index,
+        "start_s": it.start_s, "end_s": it.end_s, "duration_s": it.duration_s, "tokens": it.tokens,
+        "throughput_tok_s": it.tokens / it.duration_s if it.duration_s > 0 else NAN,
+        "energy_j": energy_j, "energy_net_j": net(energy_j, run.idle_power_w, it.duration_s),
+        "method": it.total.method if it.total is not None else "unavailable",
+        **{f"energy_j_{s}": source_energy_j(it.total, s) for s in SOURCES},
+        "ref_energy_j": it.ref_energy_j,
+        "ref_energy_net_j": net(it.ref_energy_j, run.ref_idle_power_w, it.duration_s),
+        "ref_samples": it.ref_samples if run.reference is not None else None,
+        "prefill_s": it.prefill_s,
+        "prefill_energy_j": it.prefill.energy_j if it.prefill is not None else NAN,
+        "decode_s": it.decode_s,
+        "decode_energy_j": it.decode.energy_j if it.decode is not None else NAN,
+        "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
+    }
+
+
+def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mapping[str, Any]],
+                fp16_row: Mapping[str, str] | None, traces: str) -> dict[str, Any]:
+    """The results.csv row of a completed configuration."""
+    def col(name: str) -> list[float]:
+        return [float(r[name]) if r[name] is not None else NAN for r in iteration_rows]
+
+    tokens = [r["tokens"] for r in iteration_rows]
+    def col_per_1k(name: str) -> list[float]:
+        return [per_1k(e, t) for e, t in zip(col(name), tokens)]
+
+    durations = col("duration_s")
+    throughput = col("throughput_tok_s")
+    power = [e / d if d > 0 else NAN for e, d in zip(col("energy_j"), durations)]
+    ref_power = [e / d if d > 0 else NAN for e, d in zip(col("ref_energy_j"), durations)]
+    energy, energy_net = col_per_1k("energy_j"), col_per_1k("energy_net_j")
+    ref_energy, ref_net = col_per_1k("ref_energy_j"), col_per_1k("ref_energy_net_j")
+    methods = {r["method"] for r in iteration_rows}
+    energy_mean, energy_net_mean = mean(energy), mean(energy_net)
+    # The fp16 row is its own baseline (0 %); other rows compare with the latest fp16 row.
+    if ctx.quant == "fp16":
+        base_gross, base_net = energy_mean, energy_net_mean
+    else:
+        base_gross = parse_float((fp16_row or {}).get("energy_j_per_1k_mean"))
+        base_net = parse_float((fp16_row or {}).get("energy_net_j_per_1k_mean"))
+    return {
+        **ctx.columns(),
+        "date": utc_now(), "status": "ok", "error": "",
+        "tokens_generated": _integral(mean([float(t) for t in tokens])),
+        "throughput_tok_s_mean": mean(throughput), "throughput_tok_s_std": std(throughput),
+        "throughput_cv_pct": cv_pct(throughput),
+        "power_w_mean": mean(power), "power_w_std": std(power),
+        "energy_j_per_1k_mean": energy_mean, "energy_j_per_1k_std": std(energy),
+        "energy_cv_pct": cv_pct(energy),
+        "energy_net_j_per_1k_mean": energy_net_mean, "energy_net_j_per_1k_std": std(energy_net),
+        "ref_power_w_mean": mean(ref_power),
+        "ref_energy_j_per_1k_mean": mean(ref_energy), "ref_energy_j_per_1k_std": std(ref_energy),
+        "ref_energy_net_j_per_1k_mean": mean(ref_net),
+        "native_vs_ref_pct": pct_change(mean(ref_energy), energy_mean),
+        "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
+        "delta_vs_fp16_pct": pct_change(energy_mean, base_gross),
+        "delta_vs_fp16_net_pct": pct_change(energy_net_mean, base_net),
+        "method": methods.pop() if len(methods) == 1 else "mixed",
+        **{f"energy_j_per_1k_{s}": mean(col_per_1k(f"energy_j_{s}")) for s in SOURCES},
+        "prefill_s_mean": mean(col("prefill_s")), "prefill_energy_j_mean": mean(col("prefill_energy_j")),
+        "decode_s_mean": mean(col("decode_s")), "decode_energy_j_mean": mean(col("decode_energy_j")),
+        "traces": traces,
+    }
+
+
+def failed_row(ctx: RowContext, error: str) -> dict[str, Any]:
+    """The results.csv row of a configuration that could not be measured."""
+    return {**ctx.columns(), "date": utc_now(), "status": "failed", "error": error}

@@ -1,0 +1,178 @@
+"""One configuration (a loaded model at one batch size): warmup, idle baseline, measured
+iterations, each measured by the native meter and by the 10 Hz reference method."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import generation
+from ..meter import Measurement, Meter
+from ..reference import ReferenceMeter, ReferenceUnavailableError
+
+_NS = 1_000_000_000
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The measurement protocol (defaults are the seed's)."""
+    new_tokens: int = 256
+    warmup: int = 3
+    warmup_tokens: int = 50
+    iterations: int = 10
+    idle_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class EnergySetup:
+    """Which GPU the meters read, or why energy is not measured."""
+    nvml_index: int | None
+    nvml_library: str | None = None
+    note: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.nvml_index is not None
+
+
+@dataclass
+class Iteration:
+    """One measured iteration: its windows on the meter's clock and their energies."""
+    index: int
+    start_ns: int
+    first_token_ns: int
+    end_ns: int
+    tokens: int
+    total: Measurement | None = None
+    prefill: Measurement | None = None
+    decode: Measurement | None = None
+    ref_energy_j: float = NAN
+    ref_samples: int = 0
+
+    @property
+    def start_s(self) -> float:
+        return self.start_ns / _NS
+
+    @property
+    def end_s(self) -> float:
+        return self.end_ns / _NS
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / _NS
+
+    @property
+    def prefill_s(self) -> float:
+        return (self.first_token_ns - self.start_ns) / _NS
+
+    @property
+    def decode_s(self) -> float:
+        return (self.end_ns - self.first_token_ns) / _NS
+
+
+@dataclass
+class ConfigRun:
+    """Everything one configuration measured; meters are stopped, traces still readable."""
+    iterations: list[Iteration]
+    idle_power_w: float = NAN
+    ref_idle_power_w: float = NAN
+    idle_window_s: tuple[float, float] = (NAN, NAN)
+    meter: Meter | None = None
+    reference: ReferenceMeter | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, ReferenceMeter | None]:
+    if not energy.available:
+        return None, None
+    meter = Meter(devices=[energy.nvml_index])
+    reference = ReferenceMeter(energy.nvml_index, interval_s=0.1, nvml_library=energy.nvml_library)
+    try:
+        reference.start()
+    except ReferenceUnavailableError as exc:
+        notes.append(f"reference method unavailable: {exc}")
+        reference = None
+    return meter, reference
+
+
+def run_configuration(model: Any, prompt: generation.Prompt, protocol: Protocol, energy: EnergySetup,
+                      *, stream: Any = None, synchronize: Callable[[], None] = lambda: None,
+                      step: Callable[[str], None] = lambda _what: None) -> ConfigRun:
+    """Warmup, idle baseline, then the measured iterations of one configuration.
+
+    Both meters run from before the warmup to after the last iteration, so their traces
+    hold the whole configuration. The idle baseline is taken after the warmup, right before
+    the iterations: idle power depends on the GPU's recent history (clocks, temperature),
+    so it must be read in the state the iterations run in. ``step`` is called after each
+    unit of work (for a progress bar).
+    """
+    notes: list[str] = []
+    meter, reference = _start_meters(energy, notes)
+    try:
+        for _ in range(protocol.warmup):
+            generation.generate(model, prompt, protocol.warmup_tokens, stream)
+            step("warmup")
+        synchronize()
+        idle_start_s = time.monotonic()
+        if protocol.idle_s > 0:
+            time.sleep(protocol.idle_s)
+        idle_end_s = time.monotonic()
+        step("idle")
+
+        timings = []
+        for _ in range(protocol.iterations):
+            synchronize()  # the GPU is idle at each begin mark: iterations never overlap
+            timings.append(generation.generate(model, prompt, protocol.new_tokens, stream))
+            step("iteration")
+        synchronize()
+        iterations = [Iteration(k, *t.times_ns(), t.tokens) for k, t in enumerate(timings)]
+        run = ConfigRun(iterations, idle_window_s=(idle_start_s, idle_end_s), meter=meter,
+                        reference=reference, notes=notes)
+        _measure(run, meter, reference, idle_start_s, idle_end_s)
+        return run
+    finally:
+        if meter is not None:
+            meter.stop()
+        if reference is not None:
+            reference.stop()
+
+
+def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | None,
+             idle_start_s: float, idle_end_s: float) -> None:
+    """Energies of the idle window and of every iteration's windows, by both methods."""
+    idle_s = idle_end_s - idle_start_s
+    if meter is not None:
+        if idle_s > 0:
+            run.idle_power_w = meter.measure(idle_start_s, idle_end_s, "idle").energy_j / idle_s
+        for it in run.iterations:
+            it.total = meter.measure_ns(it.start_ns, it.end_ns, f"iteration {it.index}")
+            it.prefill = meter.measure_ns(it.start_ns, it.first_token_ns, f"prefill {it.index}")
+            it.decode = meter.measure_ns(it.first_token_ns, it.end_ns, f"decode {it.index}")
+            if not it.total.complete:
+                run.notes.append(f"iteration {it.index}: the native meter's data do not cover the whole window")
+    if reference is not None and run.iterations:
+        # The reference needs one reading past each window's end to interpolate it.
+        reference.wait_past(run.iterations[-1].end_s)
+        if idle_s > 0:
+            run.ref_idle_power_w = reference.power_w(idle_start_s, idle_end_s)
+        for it in run.iterations:
+            ref = reference.energy_j(it.start_s, it.end_s)
+            it.ref_energy_j, it.ref_samples = ref.energy_j, ref.samples
+        if reference.errors:
+            run.notes.append(f"reference method: {reference.errors} NVML errors ({reference.last_error})")
+
+
+def net(energy_j: float, idle_power_w: float, duration_s: float) -> float:
+    """Energy net of idle: ``energy_j - idle_power_w * duration_s`` (NaN if either is)."""
+    if math.isnan(energy_j) or math.isnan(idle_power_w):
+        return NAN
+    return energy_j - idle_power_w * duration_s
+
+
+def source_energy_j(m: Measurement | None, source: str) -> float:
+    """One NVML source's energy of a window (NaN where unmeasured)."""
+    return m.source_energy_j(source) if m is not None else NAN
+

@@ -1,0 +1,154 @@
+"""The truth: each burst's energy from the energy counter over long runs only.
+
+For one item, run A is R repetitions of [burst][idle gap] and run B, right after it, is
+idle for as long. Both runs begin and end in idle, far from any power change, and last
+seconds to tens of seconds. With E_A, E_B the counter's energy over each run and T_A, T_B
+their durations:
+
+    P_idle  = E_B / T_B
+    excess  = E_A - P_idle * T_A              (what the bursts added over idle)
+    P_burst = P_idle + excess / sum(d_i)      (d_i: each burst's duration, from its marks)
+    truth_i = P_burst * d_i
+
+No window shorter than a run enters the truth. What bounds it:
+
+- Counter staleness at the run boundaries. A counter value is up to one update period U
+  (~0.1 s on Hopper) old; at a boundary in idle that misplaces the boundary by up to U at
+  idle power. The estimator's coefficients on the three boundaries sum to zero, so a common
+  delay cancels and the excess is off by at most (1 + T_A / T_B) * U * P_idle
+  (``DifferentialTruth.counter_bound``).
+- Power above idle after a burst ends (a "tail": clocks and fans winding down) is part of the
+  excess, so it is counted in the truth but lies outside the window (``tail_fraction``).
+- Idle in A's gaps differing from idle in B (history-dependent idle power), likewise
+  (``idle_mismatch_fraction``). Both are estimated from the driver samples, reported, and
+  not corrected for, so the reader can judge.
+- Bursts are assumed to draw the same power per second of work, whatever their length within
+  one item; the counter's own gain error (the GPU's integrator) is not visible without an
+  external power meter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_NS = 1_000_000_000
+NAN = float("nan")
+
+
+def counter_energy_j(t_ns: np.ndarray, cumulative_j: np.ndarray, start_ns: int, end_ns: int) -> float:
+    """Energy between two times from the counter's cumulative trace, linearly interpolated
+    between readings; NaN unless readings exist on both sides of both times."""
+    if len(t_ns) < 2 or start_ns < t_ns[0] or end_ns > t_ns[-1]:
+        return NAN
+    t = np.asarray(t_ns, dtype=np.float64)
+    e0, e1 = np.interp([float(start_ns), float(end_ns)], t, np.asarray(cumulative_j, dtype=np.float64))
+    return float(e1 - e0)
+
+
+@dataclass(frozen=True)
+class DifferentialTruth:
+    """One item's truth from its workload run (A) and idle run (B). Energies in J, times in s."""
+    active_j: float
+    active_s: float
+    idle_j: float
+    idle_s: float
+    burst_s: float
+    """Total burst time, the sum of the bursts' durations from their marks."""
+    repetitions: int
+    counter_update_s: float = 0.1
+
+    @property
+    def idle_w(self) -> float:
+        return self.idle_j / self.idle_s
+
+    @property
+    def excess_j(self) -> float:
+        return self.active_j - self.idle_w * self.active_s
+
+    @property
+    def burst_w(self) -> float:
+        """Mean power during the bursts (gross, idle included)."""
+        return self.idle_w + self.excess_j / self.burst_s
+
+    def energy_j(self, duration_s: float) -> float:
+        """The truth for a window of ``duration_s`` inside a burst (or a whole burst)."""
+        return self.burst_w * duration_s
+
+    @property
+    def counter_bound_j(self) -> float:
+        """Worst error of the excess from the counter's staleness at the run boundaries."""
+        return (1.0 + self.active_s / self.idle_s) * self.counter_update_s * self.idle_w
+
+    @property
+    def counter_bound(self) -> float:
+        """The same, relative to the bursts' energy (every window's truth shares it)."""
+        return self.counter_bound_j / (self.burst_w * self.burst_s)
+
+
+def differential_truth(counter_t_ns: np.ndarray, counter_j: np.ndarray, run_a: tuple[int, int],
+                       run_b: tuple[int, int], burst_durations_s: list[float],
+                       counter_update_s: float = 0.1) -> DifferentialTruth:
+    """The item's truth from the counter's cumulative trace (t ns, J) and its run bounds."""
+    return DifferentialTruth(
+        active_j=counter_energy_j(counter_t_ns, counter_j, *run_a), active_s=(run_a[1] - run_a[0]) / _NS,
+        idle_j=counter_energy_j(counter_t_ns, counter_j, *run_b), idle_s=(run_b[1] - run_b[0]) / _NS,
+        burst_s=float(sum(burst_durations_s)), repetitions=len(burst_durations_s),
+        counter_update_s=counter_update_s)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What the driver samples say about the truth's two biases (fractions of the bursts'
+    energy; positive means the truth is too high for the windows). NaN where the gaps are
+    too short to tell."""
+    idle_samples_w: float
+    """Idle power in run B by the driver samples."""
+    tail_j: float
+    """Mean energy per burst above idle in the ``tail_s`` after its end, less the same in the
+    ``tail_s`` before its start: the samples' interpolation across a power change smears
+    about as much energy out of the window at either edge, so the difference is the tail."""
+    tail_s: float
+    tail_fraction: float
+    gap_samples_w: float
+    """Idle power in A's gaps (from ``tail_s`` after a burst to ``margin_s`` before the
+    next), by the samples."""
+    idle_mismatch_fraction: float
+
+
+def diagnostics(samples_energy_j, truth: DifferentialTruth, run_a: tuple[int, int], run_b: tuple[int, int],
+                bursts_ns: list[tuple[int, int]], tail_s: float = 0.1, margin_s: float = 0.05) -> Diagnostics:
+    """``samples_energy_j(t0_ns, t1_ns)`` integrates the driver samples. Power levels are
+    taken from the samples alone, so any scale error of the samples cancels."""
+    idle_w = samples_energy_j(*run_b) / ((run_b[1] - run_b[0]) / _NS)
+    tail_ns, margin_ns = round(tail_s * _NS), round(margin_s * _NS)
+    tails, gaps_j, gaps_s = [], 0.0, 0.0
+    previous_end = run_a[0]
+    nexts = [start for start, _ in bursts_ns[1:]] + [run_a[1]]
+    for (start, end), next_start in zip(bursts_ns, nexts):
+        if min(start - previous_end, next_start - end) >= 2 * tail_ns:  # room on both sides
+            tails.append(samples_energy_j(end, end + tail_ns) - samples_energy_j(start - tail_ns, start))
+        if next_start - margin_ns - (end + tail_ns) > 0.1 * _NS:  # long enough to say something
+            gaps_j += samples_energy_j(end + tail_ns, next_start - margin_ns)
+            gaps_s += (next_start - margin_ns - end - tail_ns) / _NS
+        previous_end = end
+    burst_j = truth.burst_w * truth.burst_s
+    tail_j = float(np.mean(tails)) if tails else NAN
+    gap_w = gaps_j / gaps_s if gaps_s > 0 else NAN
+    # Idle time in A outside the tails, which are counted on their own.
+    idle_in_a_s = truth.active_s - truth.burst_s - len(bursts_ns) * tail_s
+    return Diagnostics(idle_samples_w=idle_w, tail_j=tail_j, tail_s=tail_s,
+                       tail_fraction=tail_j * len(bursts_ns) / burst_j, gap_samples_w=gap_w,
+                       idle_mismatch_fraction=(gap_w - idle_w) * idle_in_a_s / burst_j)
+
+
+def interior_bias(samples_energy_j, load_ns: tuple[int, int], settle_s: float) -> float:
+    """How much a steady load's mean power (start-up included) exceeds its mean power
+    ``settle_s`` clear of both ends, where its windows lie; from the driver samples."""
+    start, end = load_ns
+    settle_ns = round(settle_s * _NS)
+    inside_s = (end - start - 2 * settle_ns) / _NS
+    if inside_s <= 0:
+        return NAN
+    whole_w = samples_energy_j(start, end) / ((end - start) / _NS)
+    return whole_w / (samples_energy_j(start + settle_ns, end - settle_ns) / inside_s) - 1.0

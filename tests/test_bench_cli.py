@@ -1,0 +1,190 @@
+"""The whole benchmark CLI, end to end, on a 2-layer random-weight model on the CPU, with the
+fake NVML playing a steady power profile whose energy over any window is known exactly."""
+import json
+import math
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fakes import Profile, build_fake_nvml, clean_environ, fake_env  # noqa: E402
+from test_bench_columns import (SMOKE_ARGS, documented_iteration_columns,  # noqa: E402
+                                documented_result_columns, read_csv, run_cli)
+
+POWER_W = 150.0
+BATCH_SIZES = (1, 2)
+QUANTS = ("fp16", "bf16")
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    lib = build_fake_nvml(tmp_path_factory.mktemp("fake_nvml_bench"))
+    t0_ns = time.monotonic_ns()
+    profile = Profile.steady(POWER_W)
+    env = clean_environ(fake_env(lib.parent, profile, t0_ns))
+    env["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
+    env["HF_HUB_OFFLINE"] = "1"
+    return SimpleNamespace(env=env, profile=profile, t0_s=t0_ns / 1e9)
+
+
+@pytest.fixture(scope="module")
+def run(fake, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    args = [*SMOKE_ARGS, "--quant", *QUANTS, "--batch-size", *map(str, BATCH_SIZES), "--idle-seconds", "0.5",
+            "--out", str(out), "--weights-dir", str(tmp_path_factory.mktemp("weights"))]
+    done = run_cli(args, fake.env)
+    assert done.returncode == 0, done.stderr
+    header, rows = read_csv(out / "results.csv")
+    iter_header, iterations = read_csv(out / "iterations.csv")
+    return SimpleNamespace(done=done, out=out, args=args, header=header, rows=rows,
+                           iter_header=iter_header, iterations=iterations)
+
+
+def f(cell):
+    return float(cell) if cell != "" else math.nan
+
+
+def test_output_files_have_the_documented_columns(run):
+    assert run.header == documented_result_columns()
+    assert run.iter_header == documented_iteration_columns()
+    assert len(list(run.out.glob("run-*.json"))) == 1
+
+
+def test_one_row_per_configuration(run):
+    keys = [(r["model"], r["quant"], int(r["batch_size"])) for r in run.rows]
+    assert keys == [("tiny-llama-test", q, bs) for q in QUANTS for bs in BATCH_SIZES]
+    for r in run.rows:
+        assert r["status"] == "ok" and r["error"] == ""
+        assert r["weights"] == "random" and r["device"] == "cpu"
+        assert r["gpu_name"] == "Fake H200 (scripted)" and r["gpu_uuid"] == "GPU-fake-0000-0000"
+        assert r["driver"] == "999.0-fake"
+        assert f(r["params_b"]) == pytest.approx(139_584 / 1e9)
+        assert (r["new_tokens"], r["iterations"]) == ("8", "2")
+        assert (r["prompt_tokens"], r["prompt_tokens_source"]) == ("11", "estimated")
+        assert r["torch_version"] and r["transformers_version"] and r["ecomeasure_version"]
+        assert r["method"] and r["method"] != "unavailable"
+        assert (run.out / r["traces"]).is_file()
+        assert r["date"].endswith("+00:00")
+
+
+def test_tokens_are_exact(run):
+    for r in run.rows:
+        assert f(r["tokens_generated"]) == 8 * int(r["batch_size"])
+    for it in run.iterations:
+        assert int(it["tokens"]) == 8 * int(it["batch_size"])
+    assert len(run.iterations) == 2 * len(run.rows)
+
+
+def test_iteration_energy_matches_the_profile(run, fake):
+    for it in run.iterations:
+        start, end = f(it["start_s"]), f(it["end_s"])
+        truth = fake.profile.energy_j(start - fake.t0_s, end - fake.t0_s)
+        assert f(it["duration_s"]) == pytest.approx(end - start, abs=1e-8)
+        assert f(it["energy_j"]) == pytest.approx(truth, rel=0.02), it
+        assert f(it["ref_energy_j"]) == pytest.approx(truth, rel=0.05), it
+        # Steady power: idle power is the same, so net energy is ~0 by both methods.
+        assert abs(f(it["energy_net_j"])) < 0.02 * truth
+        assert abs(f(it["ref_energy_net_j"])) < 0.05 * truth
+        assert f(it["idle_power_w"]) == pytest.approx(POWER_W, rel=0.02)
+        assert f(it["ref_idle_power_w"]) == pytest.approx(POWER_W, rel=0.05)
+        # Prefill and decode split the iteration.
+        assert f(it["prefill_s"]) > 0 and f(it["decode_s"]) > 0
+        assert f(it["prefill_s"]) + f(it["decode_s"]) == pytest.approx(f(it["duration_s"]), abs=1e-8)
+        assert f(it["prefill_energy_j"]) + f(it["decode_energy_j"]) == pytest.approx(f(it["energy_j"]), rel=0.02)
+        assert f(it["throughput_tok_s"]) == pytest.approx(int(it["tokens"]) / f(it["duration_s"]), rel=1e-6)
+
+
+def test_summary_rows_follow_from_the_iterations(run):
+    for r in run.rows:
+        its = [i for i in run.iterations if (i["quant"], i["batch_size"]) == (r["quant"], r["batch_size"])]
+        per_1k = [f(i["energy_j"]) * 1000 / int(i["tokens"]) for i in its]
+        net_per_1k = [f(i["energy_net_j"]) * 1000 / int(i["tokens"]) for i in its]
+        ref_per_1k = [f(i["ref_energy_j"]) * 1000 / int(i["tokens"]) for i in its]
+        throughput = [f(i["throughput_tok_s"]) for i in its]
+        assert f(r["energy_j_per_1k_mean"]) == pytest.approx(statistics.fmean(per_1k), rel=1e-6)
+        assert f(r["energy_j_per_1k_std"]) == pytest.approx(statistics.stdev(per_1k), rel=1e-6, abs=1e-9)
+        assert f(r["energy_net_j_per_1k_mean"]) == pytest.approx(statistics.fmean(net_per_1k), rel=1e-6, abs=1e-6)
+        assert f(r["ref_energy_j_per_1k_mean"]) == pytest.approx(statistics.fmean(ref_per_1k), rel=1e-6)
+        assert f(r["throughput_tok_s_mean"]) == pytest.approx(statistics.fmean(throughput), rel=1e-6)
+        assert f(r["throughput_cv_pct"]) == pytest.approx(
+            100 * statistics.stdev(throughput) / statistics.fmean(throughput), rel=1e-6)
+        assert f(r["power_w_mean"]) == pytest.approx(POWER_W, rel=0.02)
+        assert f(r["native_vs_ref_pct"]) == pytest.approx(
+            100 * (f(r["ref_energy_j_per_1k_mean"]) - f(r["energy_j_per_1k_mean"])) / f(r["energy_j_per_1k_mean"]),
+            abs=1e-6)
+        for source in ("samples", "instant", "average", "counter"):
+            assert r[f"energy_j_per_1k_{source}"] != ""
+        assert f(r["prefill_s_mean"]) > 0 and f(r["decode_energy_j_mean"]) > 0
+    by_key = {(r["quant"], r["batch_size"]): r for r in run.rows}
+    for bs in map(str, BATCH_SIZES):
+        fp16, bf16 = by_key[("fp16", bs)], by_key[("bf16", bs)]
+        assert f(fp16["delta_vs_fp16_pct"]) == 0
+        assert f(bf16["delta_vs_fp16_pct"]) == pytest.approx(
+            100 * (f(bf16["energy_j_per_1k_mean"]) / f(fp16["energy_j_per_1k_mean"]) - 1), rel=1e-6)
+
+
+def test_traces_recompute_the_figures(run):
+    from ecomeasure import load_traces
+    from ecomeasure._native import trapezoid
+
+    for r in run.rows:
+        traces = load_traces(run.out / r["traces"])
+        reference = run.out / r["traces"].replace(".npz", "_reference.csv")
+        lines = reference.read_text().splitlines()
+        assert lines[0] == "time_s,power_w"
+        data = np.loadtxt(lines[1:], delimiter=",", ndmin=2)
+        t_ns, power_w = np.round(data[:, 0] * 1e9).astype(np.int64), data[:, 1]
+        for it in run.iterations:
+            if (it["quant"], it["batch_size"]) != (r["quant"], r["batch_size"]):
+                continue
+            start, end = f(it["start_s"]), f(it["end_s"])
+            assert traces.measure(start, end).energy_j == pytest.approx(f(it["energy_j"]), rel=1e-6)
+            energy_j, _, _ = trapezoid(t_ns, power_w, round(start * 1e9), round(end * 1e9))
+            assert energy_j == pytest.approx(f(it["ref_energy_j"]), rel=1e-6)
+
+
+def test_run_file_records_the_configuration(run):
+    info = json.loads(next(run.out.glob("run-*.json")).read_text())
+    assert info["command"][1:3] == ["-m", "ecomeasure.bench"] and info["command"][3:] == run.args
+    assert info["config"]["new_tokens"] == 8 and info["protocol"]["idle_s"] == 0.5
+    assert info["environment"]["hardware"]["gpu"]["name"] == "Fake H200 (scripted)"
+    assert info["environment"]["versions"]["transformers_version"]
+    assert info["interrupted"] is False and info["written"] == 4
+    configs = info["configurations"]
+    assert [c["status"] for c in configs] == ["ok"] * 4
+    assert all(c["meter"]["capabilities"]["0"]["samples"]["available"] for c in configs)
+    assert all(c["reference"]["samples"] > 0 for c in configs)
+
+
+def test_summary_table_and_progress_are_printed(run):
+    assert "tiny-llama-test" in run.done.stdout and "J/1k" in run.done.stdout
+    assert "Fake H200" in run.done.stderr
+
+
+def test_rerun_skips_finished_rows_and_redo_appends(run, fake, tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(run.out, out)
+    args = [*run.args[:run.args.index("--out")], "--out", str(out), *run.args[run.args.index("--out") + 2:]]
+    again = run_cli(args, fake.env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("skip tiny-llama-test") == 4
+    assert len(read_csv(out / "results.csv")[1]) == 4 and len(read_csv(out / "iterations.csv")[1]) == 8
+    assert "tiny-llama-test" in again.stdout  # the summary still shows the sweep
+
+    redo = run_cli([*SMOKE_ARGS, "--quant", "bf16", "--batch-size", "1", "--idle-seconds", "0.2", "--redo",
+                    "--out", str(out), "--weights-dir", args[args.index("--weights-dir") + 1]], fake.env)
+    assert redo.returncode == 0, redo.stderr
+    rows = read_csv(out / "results.csv")[1]
+    assert len(rows) == 5 and rows[-1]["quant"] == "bf16" and rows[-1]["status"] == "ok"
+    assert rows[-1]["traces"] == "traces/tiny-llama-test_bf16_bs1-2.npz"  # the first run's traces are kept
+    # The delta compares with the fp16 row of the same batch size already in the file.
+    fp16 = next(r for r in rows if (r["quant"], r["batch_size"]) == ("fp16", "1"))
+    assert f(rows[-1]["delta_vs_fp16_pct"]) == pytest.approx(
+        100 * (f(rows[-1]["energy_j_per_1k_mean"]) / f(fp16["energy_j_per_1k_mean"]) - 1), rel=1e-6)
+    assert len(list(out.glob("run-*.json"))) == 3

@@ -1,0 +1,153 @@
+"""Weights (real or random), the prompt and forced-length greedy generation, on the 2-layer
+test architecture."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from ecomeasure import generation, models, weights
+from ecomeasure.bench.sweep import is_out_of_memory
+from ecomeasure.models import PROMPT
+
+SPEC = models.MODELS["tiny-llama-test"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return weights.resolve("tiny-llama-test", weights_dir=tmp_path_factory.mktemp("weights"), device="cpu", seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return weights.load_model(checkpoint, "fp16", "cpu")
+
+
+def test_random_checkpoint_is_complete_and_reused(checkpoint):
+    assert checkpoint.kind == "random" and checkpoint.spec is SPEC
+    assert (checkpoint.path / "model.safetensors").is_file()
+    marker = json.loads((checkpoint.path / weights.MARKER).read_text())
+    assert marker["complete"] is True and marker["seed"] == 0
+    stamp = (checkpoint.path / "model.safetensors").stat().st_mtime_ns
+    again = weights.resolve("tiny-llama-test", weights_dir=checkpoint.path.parent, device="cpu", seed=0)
+    assert again.path == checkpoint.path and again.kind == "random"
+    assert (checkpoint.path / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
+
+
+def test_loaded_through_from_pretrained_with_the_exact_architecture(model):
+    assert model.dtype == torch.float16
+    config = model.config
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
+            config.num_key_value_heads, config.vocab_size) == (2, 64, 4, 2, 512)
+    assert sum(p.numel() for p in model.parameters()) == models.spec_parameter_count("tiny-llama-test")
+
+
+def test_incomplete_or_other_seed_checkpoints_are_rebuilt(tmp_path):
+    first = weights.resolve("tiny-llama-test", weights_dir=tmp_path, device="cpu", seed=0)
+    (first.path / weights.MARKER).unlink()  # as if the save had been interrupted
+    assert not weights.is_complete(first.path)
+    rebuilt = weights.resolve("tiny-llama-test", weights_dir=tmp_path, device="cpu", seed=0)
+    assert weights.is_complete(rebuilt.path)
+    before = weights.load_model(rebuilt, "fp16", "cpu").state_dict()["lm_head.weight"].clone()
+    other = weights.resolve("tiny-llama-test", weights_dir=tmp_path, device="cpu", seed=1)
+    after = weights.load_model(other, "fp16", "cpu").state_dict()["lm_head.weight"]
+    assert not torch.equal(before, after)
+
+
+def test_an_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    def save(self, path, *args, **kwargs):
+        (path / "partial.safetensors").parent.mkdir(parents=True, exist_ok=True)
+        (path / "partial.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", save)
+    with pytest.raises(KeyboardInterrupt):
+        weights.resolve("tiny-llama-test", weights_dir=tmp_path, device="cpu", seed=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_registered_model_without_weights_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    # An empty HF cache, whatever this machine has cached.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path, why = weights.find_real_weights("mistralai/Mistral-7B-Instruct-v0.3", allow_download=True)
+    assert path is None and "HF_HUB_OFFLINE" in why
+    with pytest.raises(weights.WeightsUnavailableError, match="no real checkpoint"):
+        weights.resolve("mistral", weights_dir=tmp_path, mode="real")
+    with pytest.raises(weights.WeightsUnavailableError, match="architecture is unknown"):
+        weights.resolve("nobody/no-such-model", weights_dir=tmp_path)
+
+
+def _save_word_tokenizer(path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: 10 + i for i, w in enumerate(PROMPT.split())}}
+    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
+                            eos_token="</s>").save_pretrained(path)
+
+
+def test_local_checkpoint_is_real_and_its_tokenizer_is_used(checkpoint, tmp_path):
+    local = tmp_path / "my-model"
+    shutil.copytree(checkpoint.path, local)
+    _save_word_tokenizer(local)
+    resolved = weights.resolve(str(local), weights_dir=tmp_path / "unused")
+    assert resolved.kind == "real" and resolved.path == local and resolved.note == "local checkpoint"
+    model = weights.load_model(resolved, "bf16", "cpu")
+    tokenizer = weights.load_tokenizer(resolved)
+    prompt = generation.build_prompt(model, tokenizer, None, batch_size=3)
+    assert prompt.source == "tokenizer" and prompt.prompt_tokens == len(PROMPT.split())
+    assert prompt.input_ids.shape == (3, prompt.prompt_tokens)
+    assert not (tmp_path / "unused").exists()
+
+
+def test_estimated_prompt(model):
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=4, seed=0)
+    assert prompt.source == "estimated" and prompt.prompt_tokens == SPEC.prompt_tokens
+    ids = prompt.input_ids
+    assert ids.shape == (4, SPEC.prompt_tokens) and bool((ids == ids[0]).all())
+    assert int(ids[0, 0]) == SPEC.bos_token_id  # Llama's tokenizer adds BOS
+    body = ids[0, 1:].tolist()
+    assert not {SPEC.bos_token_id, SPEC.eos_token_id} & set(body)
+    assert all(128 <= i < 384 for i in body)  # away from either end of the vocabulary
+    again = generation.build_prompt(model, None, SPEC, batch_size=1, seed=0)
+    assert torch.equal(again.input_ids[0], ids[0])
+    assert bool(prompt.attention_mask.all())
+
+
+def test_generation_has_the_exact_length_even_when_eos_wins(checkpoint):
+    model = weights.load_model(checkpoint, "fp16", "cpu")
+
+    def eos_wins(module, inputs, logits):  # make EOS the greedy choice at every step
+        logits = logits.clone()
+        logits[..., SPEC.eos_token_id] = 1e4
+        return logits
+    model.lm_head.register_forward_hook(eos_wins)
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=2)
+    plain = model.generate(input_ids=prompt.input_ids, attention_mask=prompt.attention_mask, max_new_tokens=8,
+                           do_sample=False, pad_token_id=SPEC.eos_token_id)
+    assert plain.shape[1] - prompt.prompt_tokens < 8  # unforced, it stops at EOS
+    timing = generation.generate(model, prompt, 8)
+    assert timing.tokens == 16
+    begin, first, end = timing.times_ns()
+    assert begin < first < end
+
+
+def test_generation_windows(model):
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
+    timing = generation.generate(model, prompt, 5)
+    assert timing.tokens == 5
+    assert not timing.begin.on_stream  # the CPU: host-time marks
+
+
+def test_out_of_memory_is_recognised():
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert not is_out_of_memory(ValueError("bad shape"))
