@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from _torch_gpu import nvml_index_of_current_device
 from ecomeasure import SOURCES, Meter
 
 
@@ -35,6 +36,7 @@ def phase(meter: Meter, seconds: float, load: bool) -> dict:
         a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
         c = torch.empty_like(a)
         def run():
+            torch.cuda.set_device(a.device)  # a new thread has no current device
             while not stop.is_set():
                 for _ in range(20):
                     torch.matmul(a, a, out=c)
@@ -76,9 +78,10 @@ def tiny_kernels_per_s(seconds: float) -> float:
 
 
 def main() -> None:
+    gpu = nvml_index_of_current_device()
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--slowdown-seconds", type=float, default=3.0, help="each of 4 runs with and without")
+    parser.add_argument("--slowdown-seconds", type=float, default=2.0, help="each of 4 runs with and without")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.cuda.init()
@@ -86,10 +89,10 @@ def main() -> None:
     without, with_meter = [], []
     for _ in range(4):
         without.append(tiny_kernels_per_s(args.slowdown_seconds))
-        with Meter() as m:
+        with Meter(devices=[gpu]) as m:
             with_meter.append(tiny_kernels_per_s(args.slowdown_seconds))
             m.close()
-    with Meter() as meter:
+    with Meter(devices=[gpu]) as meter:
         device = meter.devices[0]
         results = {"gpu": device.name, "driver": meter.driver_version, "date": time.strftime("%Y-%m-%d"),
                    "phases": [phase(meter, args.seconds, load=False), phase(meter, args.seconds, load=True)],

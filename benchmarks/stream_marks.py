@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from _torch_gpu import nvml_index_of_current_device
 from ecomeasure import Mark, Meter
 
 
@@ -95,6 +96,7 @@ def energy_async_vs_sync(meter: Meter, a, out, n: int, repetitions: int) -> list
 
 
 def main() -> None:
+    gpu = nvml_index_of_current_device()
     parser = argparse.ArgumentParser()
     parser.add_argument("--repetitions", type=int, default=100)
     parser.add_argument("--json")
@@ -106,7 +108,7 @@ def main() -> None:
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     e0.record(); matmul_chain(a, out, 50); e1.record(); torch.cuda.synchronize()
     per_matmul_ms = e0.elapsed_time(e1) / 50
-    with Meter() as meter:
+    with Meter(devices=[gpu]) as meter:
         time.sleep(2.5)  # let the headline's calibration span build up
         result = {"gpu": meter.devices[0].name, "driver": meter.driver_version, "date": time.strftime("%Y-%m-%d"),
                   "per_matmul_ms": per_matmul_ms,

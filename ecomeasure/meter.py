@@ -72,6 +72,15 @@ class DeviceInfo:
     uuid: str
     architecture: str
 
+    def has_uuid(self, uuid: object) -> bool:
+        """Whether ``uuid`` (NVML's "GPU-..." or e.g. torch's device uuid) names this GPU: the
+        way to find a CUDA device's NVML index, since CUDA_VISIBLE_DEVICES renumbers CUDA's
+        devices and not NVML's."""
+        def bare(u: object) -> str:
+            text = str(u).strip().lower()
+            return text[4:] if text.startswith("gpu-") else text
+        return bare(self.uuid) == bare(uuid)
+
 
 @dataclass(frozen=True)
 class SourceEnergy:

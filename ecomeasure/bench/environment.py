@@ -40,11 +40,6 @@ def resolve_device(requested: str | None) -> str:
     return f"cuda:{index}"
 
 
-def _bare_uuid(uuid: Any) -> str:
-    text = str(uuid).strip().lower()
-    return text[4:] if text.startswith("gpu-") else text
-
-
 @dataclass(frozen=True)
 class Hardware:
     """The device that runs the generation and the NVML GPU that measures energy."""
@@ -74,8 +69,8 @@ def find_hardware(device: str) -> Hardware:
         gpu = gpus[0]
     else:
         import torch
-        uuid = _bare_uuid(torch.cuda.get_device_properties(int(device.partition(":")[2])).uuid)
-        matches = [g for g in gpus if _bare_uuid(g.uuid) == uuid]
+        uuid = torch.cuda.get_device_properties(int(device.partition(":")[2])).uuid
+        matches = [g for g in gpus if g.has_uuid(uuid)]
         if not matches:
             raise SetupError(f"{device} (uuid {uuid}) is not among NVML's GPUs "
                              f"{[(g.index, g.uuid) for g in gpus]}; is it a MIG slice?")

@@ -68,8 +68,7 @@ class TorchBackend:
     def matches(self, nvml_device: Any) -> bool:
         """Whether NVML's device (a DeviceInfo) is this CUDA device: by UUID, since
         CUDA_VISIBLE_DEVICES renumbers CUDA's devices but not NVML's."""
-        uuid = _bare_uuid(self.torch.cuda.get_device_properties(self.cuda_index).uuid)
-        return _bare_uuid(nvml_device.uuid) == uuid
+        return nvml_device.has_uuid(self.torch.cuda.get_device_properties(self.cuda_index).uuid)
 
     def versions(self) -> dict[str, str]:
         return {"torch": self.torch.__version__, "cuda": str(self.torch.version.cuda or "")}
@@ -131,11 +130,6 @@ class CupyBackend:
     def versions(self) -> dict[str, str]:
         return {"cupy": self.cupy.__version__,
                 "cuda": str(self.cupy.cuda.runtime.runtimeGetVersion())}
-
-
-def _bare_uuid(uuid: Any) -> str:
-    text = str(uuid).strip().lower()
-    return text[4:] if text.startswith("gpu-") else text
 
 
 def _pci(bus_id: Any) -> tuple[int, ...]:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every GPU figure in README and docs, in one call. Builds ecomeasure, then on one GPU the
+# meter checks (stream marks, sampler cost) and the validation, and on a second GPU, when
+# there is one, the benchmark at the same time (otherwise after them).
+#   bash benchmarks/gpu_final.sh            # needs the bitsandbytes wheel in .whl/
+# Output: $OUT/*.log and $OUT/all.tgz (results/, validation/, JSON).
+set -uo pipefail
+OUT=${OUT:-/tmp/ecomeasure-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+repo=$(cd "$(dirname "$0")/.." && pwd)
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$repo"/.whl/*.whl && export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-build-isolation --no-deps "$repo" > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+cd /tmp   # import the installed package, not the source tree
+nvidia-smi --query-gpu=index,name,driver_version,power.limit,temperature.gpu --format=csv | tee "$OUT/nvidia-smi.txt"
+gpus=$(nvidia-smi -L | wc -l)
+
+bench() {
+  local common=(--model mistral --new-tokens 64 --warmup 1 --warmup-tokens 64 --iterations 4
+                --idle-seconds 5 --out "$OUT/results" --weights-dir /tmp/weights)
+  python3 -m ecomeasure.bench "${common[@]}" --quant fp16 nf4 int8 int8_pure --batch-size 1
+  python3 -m ecomeasure.bench "${common[@]}" --quant fp16 int8_pure --batch-size 8
+}
+checks() {
+  python3 -m ecomeasure.info
+  python3 "$repo/benchmarks/stream_marks.py" --json "$OUT/stream_marks.json"
+  python3 "$repo/benchmarks/sampler_overhead.py" --seconds 60 --json "$OUT/sampler_overhead.json"
+  timeout 330 python3 -m ecomeasure.validate --out "$OUT/validation"
+}
+if [ "$gpus" -gt 1 ]; then
+  CUDA_VISIBLE_DEVICES=1 bench > "$OUT/bench.log" 2>&1 &
+  CUDA_VISIBLE_DEVICES=0 checks 2>&1 | tee "$OUT/checks.log"
+  wait
+else
+  CUDA_VISIBLE_DEVICES=0 checks 2>&1 | tee "$OUT/checks.log"
+  CUDA_VISIBLE_DEVICES=0 bench > "$OUT/bench.log" 2>&1
+fi
+tail -25 "$OUT/bench.log"
+tar -czf "$OUT/all.tgz" -C "$OUT" results validation stream_marks.json sampler_overhead.json 2>/dev/null
+rm -rf "$OUT/results" "$OUT/validation"
+ls -la "$OUT"
