@@ -28,12 +28,12 @@ checks() {
   timeout 330 python3 -m ecomeasure.validate --out "$OUT/validation"
 }
 if [ "$gpus" -gt 1 ]; then
-  CUDA_VISIBLE_DEVICES=1 bench > "$OUT/bench.log" 2>&1 &
-  CUDA_VISIBLE_DEVICES=0 checks 2>&1 | tee "$OUT/checks.log"
+  (export CUDA_VISIBLE_DEVICES=1; bench) > "$OUT/bench.log" 2>&1 &
+  (export CUDA_VISIBLE_DEVICES=0; checks) 2>&1 | tee "$OUT/checks.log"
   wait
 else
-  CUDA_VISIBLE_DEVICES=0 checks 2>&1 | tee "$OUT/checks.log"
-  CUDA_VISIBLE_DEVICES=0 bench > "$OUT/bench.log" 2>&1
+  checks 2>&1 | tee "$OUT/checks.log"
+  bench > "$OUT/bench.log" 2>&1
 fi
 tail -25 "$OUT/bench.log"
 tar -czf "$OUT/all.tgz" -C "$OUT" results validation stream_marks.json sampler_overhead.json 2>/dev/null
