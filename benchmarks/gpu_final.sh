@@ -3,7 +3,7 @@
 # meter checks (stream marks, sampler cost) and the validation, and on a second GPU, when
 # there is one, the benchmark at the same time (otherwise after them).
 #   bash benchmarks/gpu_final.sh            # needs the bitsandbytes wheel in .whl/
-# Output: $OUT/*.log and $OUT/all.tgz (results/, validation/, JSON).
+# Output: $OUT/*.log, *.json, results.tgz (benchmark) and validation.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ecomeasure-out}
 mkdir -p "$OUT"
@@ -20,12 +20,14 @@ bench() {
                 --idle-seconds 5 --out "$OUT/results" --weights-dir /tmp/weights)
   python3 -m ecomeasure.bench "${common[@]}" --quant fp16 nf4 int8 int8_pure --batch-size 1
   python3 -m ecomeasure.bench "${common[@]}" --quant fp16 int8_pure --batch-size 8
+  tar -czf "$OUT/results.tgz" -C "$OUT" results && rm -rf "$OUT/results"
 }
 checks() {
   python3 -m ecomeasure.info
   python3 "$repo/benchmarks/stream_marks.py" --json "$OUT/stream_marks.json"
   python3 "$repo/benchmarks/sampler_overhead.py" --seconds 60 --json "$OUT/sampler_overhead.json"
-  timeout 330 python3 -m ecomeasure.validate --out "$OUT/validation"
+  python3 -m ecomeasure.validate --out "$OUT/validation"
+  tar -czf "$OUT/validation.tgz" -C "$OUT" validation && rm -rf "$OUT/validation"
 }
 if [ "$gpus" -gt 1 ]; then
   (export CUDA_VISIBLE_DEVICES=1; bench) > "$OUT/bench.log" 2>&1 &
@@ -36,6 +38,4 @@ else
   bench > "$OUT/bench.log" 2>&1
 fi
 tail -25 "$OUT/bench.log"
-tar -czf "$OUT/all.tgz" -C "$OUT" results validation stream_marks.json sampler_overhead.json 2>/dev/null
-rm -rf "$OUT/results" "$OUT/validation"
 ls -la "$OUT"
