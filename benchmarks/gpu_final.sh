@@ -3,6 +3,8 @@
 # meter checks (stream marks, sampler cost) and the validation, and on a second GPU, when
 # there is one, the benchmark at the same time (otherwise after them).
 #   bash benchmarks/gpu_final.sh            # needs the bitsandbytes wheel in .whl/
+#   bash benchmarks/gpu_final.sh marks bench   # only these parts, one after another
+# Parts: marks (stream marks, meter slowdown), sampler (60 s idle + 60 s load), validate, bench.
 # Output: $OUT/*.log, *.json, results.tgz (benchmark) and validation.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ecomeasure-out}
@@ -16,20 +18,33 @@ nvidia-smi --query-gpu=index,name,driver_version,power.limit,temperature.gpu --f
 gpus=$(nvidia-smi -L | wc -l)
 
 bench() {
-  local common=(--model mistral --new-tokens 64 --warmup 1 --warmup-tokens 64 --iterations 4
+  local common=(--model mistral --new-tokens 64 --warmup 1 --warmup-tokens 64 --iterations 5
                 --idle-seconds 5 --out "$OUT/results" --weights-dir /tmp/weights)
   python3 -m ecomeasure.bench "${common[@]}" --quant fp16 nf4 int8 int8_pure --batch-size 1
   python3 -m ecomeasure.bench "${common[@]}" --quant fp16 int8_pure --batch-size 8
   tar -czf "$OUT/results.tgz" -C "$OUT" results && rm -rf "$OUT/results"
 }
-checks() {
-  python3 -m ecomeasure.info
+marks() {
   python3 "$repo/benchmarks/stream_marks.py" --json "$OUT/stream_marks.json"
+  python3 "$repo/benchmarks/sampler_overhead.py" --seconds 0 --json "$OUT/slowdown.json"
+}
+sampler() {
   python3 "$repo/benchmarks/sampler_overhead.py" --seconds 60 --json "$OUT/sampler_overhead.json"
+}
+validate() {
   python3 -m ecomeasure.validate --out "$OUT/validation"
   tar -czf "$OUT/validation.tgz" -C "$OUT" validation && rm -rf "$OUT/validation"
 }
-if [ "$gpus" -gt 1 ]; then
+checks() {
+  python3 -m ecomeasure.info
+  marks
+  sampler
+  validate
+}
+if [ $# -gt 0 ]; then
+  python3 -m ecomeasure.info
+  for part in "$@"; do "$part" 2>&1 | tee -a "$OUT/$part.log"; done
+elif [ "$gpus" -gt 1 ]; then
   (export CUDA_VISIBLE_DEVICES=1; bench) > "$OUT/bench.log" 2>&1 &
   (export CUDA_VISIBLE_DEVICES=0; checks) 2>&1 | tee "$OUT/checks.log"
   wait

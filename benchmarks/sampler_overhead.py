@@ -94,8 +94,10 @@ def main() -> None:
             m.close()
     with Meter(devices=[gpu]) as meter:
         device = meter.devices[0]
+        phases = [phase(meter, args.seconds, load=False), phase(meter, args.seconds, load=True)] \
+            if args.seconds > 0 else []  # --seconds 0: only the slowdown check
         results = {"gpu": device.name, "driver": meter.driver_version, "date": time.strftime("%Y-%m-%d"),
-                   "phases": [phase(meter, args.seconds, load=False), phase(meter, args.seconds, load=True)],
+                   "phases": phases,
                    "tiny_kernels_per_s": {"without_meter": without, "with_meter": with_meter}}
         meter.close()
     slowdown = 100 * (1 - statistics.median(with_meter) / statistics.median(without))

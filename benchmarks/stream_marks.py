@@ -34,11 +34,13 @@ def precision(meter: Meter, repetitions: int, a, out, n: int) -> dict:
     for _ in range(repetitions):
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t = time.perf_counter()
+        # Each event just before its mark: a mark's host function holds the stream until
+        # the CPU has run it, so events after a mark would time that wait too.
         e0.record(stream)
         w = meter.window("chain", stream=stream)
         matmul_chain(a, out, n)
-        w.end()
         e1.record(stream)
+        w.end()
         enqueue_ms.append((time.perf_counter() - t) * 1e3)
         t0, t1 = w.edges_ns()   # waits for the GPU, without the GIL
         torch.cuda.synchronize()
@@ -52,6 +54,25 @@ def precision(meter: Meter, repetitions: int, a, out, n: int) -> dict:
     return {"repetitions": repetitions, "event_ms_median": statistics.median(event_ms),
             "enqueue_ms_median": statistics.median(enqueue_ms), "window": summary(diffs_ms),
             "host_function_stamps": summary(raw_diffs_ms)}
+
+
+def stall_us(a, out, repetitions: int = 50) -> float:
+    """GPU time one stream mark adds between two kernels: its host function holds the stream
+    until the CPU has run it (median over repetitions, vs the same kernels without a mark)."""
+    stream = torch.cuda.current_stream()
+    def timed(with_mark: bool) -> float:
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record(stream)
+        torch.matmul(a, a, out=out)
+        if with_mark:
+            Mark(stream)
+        torch.matmul(a, a, out=out)
+        e1.record(stream)
+        torch.cuda.synchronize()
+        return e0.elapsed_time(e1) * 1e3
+    timed(True), timed(False)
+    return statistics.median(timed(True) for _ in range(repetitions)) - \
+        statistics.median(timed(False) for _ in range(repetitions))
 
 
 def mark_cost_us(stream, n: int = 2000) -> dict:
@@ -114,6 +135,7 @@ def main() -> None:
                   "per_matmul_ms": per_matmul_ms,
                   "precision": precision(meter, args.repetitions, a, out, max(1, int(20 / per_matmul_ms))),
                   "mark_cost_us": mark_cost_us(torch.cuda.current_stream()),
+                  "stall_us": stall_us(a, out),
                   "energy": energy_async_vs_sync(meter, a, out, max(1, int(2000 / per_matmul_ms)), 5)}
         meter.close()
     p = result["precision"]
@@ -124,7 +146,8 @@ def main() -> None:
         print(f"   {label:27s} median {d['median_ms'] * 1e3:+8.1f} us, |median| {d['abs_median_ms'] * 1e3:7.1f} us, "
               f"worst {d['abs_worst_ms'] * 1e3:7.1f} us")
     c = result["mark_cost_us"]
-    print(f"cost of one mark on the calling thread: stream {c['stream']:.2f} us, host {c['host']:.2f} us")
+    print(f"cost of one mark on the calling thread: stream {c['stream']:.2f} us, host {c['host']:.2f} us; "
+          f"a stream mark holds the GPU's stream {result['stall_us']:.1f} us (median)")
     for r in result["energy"]:
         print(f"~2 s of queued work: stream-marked {r['async_j']:8.1f} J over {r['async_s']:.3f} s "
               f"(Python queued it in {r['enqueue_s']:.3f} s), synchronized {r['sync_j']:8.1f} J "

@@ -60,22 +60,20 @@ void launch_host_function(std::uintptr_t stream, HostFn fn, void* user) {
                         " (is it a live stream of the current CUDA context?)");
 }
 
-void record_event(Event& event, std::uintptr_t stream) {
+void create_event(Event& event) {
   const Api& api = load();
-  if (!api.cuEventCreate || !api.cuEventRecord) return;
-  const Stream s = reinterpret_cast<Stream>(stream);
-  if (event && api.cuEventRecord(event, s) == kSuccess) return;
-  if (event && api.cuEventDestroy_v2) api.cuEventDestroy_v2(event);
-  event = nullptr;
   constexpr unsigned kDefaultFlags = 0;  // timing enabled
-  if (api.cuEventCreate(&event, kDefaultFlags) != kSuccess) {
-    event = nullptr;
-    return;
-  }
-  if (api.cuEventRecord(event, s) != kSuccess) {
-    if (api.cuEventDestroy_v2) api.cuEventDestroy_v2(event);
-    event = nullptr;
-  }
+  if (!api.cuEventCreate || api.cuEventCreate(&event, kDefaultFlags) != kSuccess) event = nullptr;
+}
+
+bool record_event(Event& event, std::uintptr_t stream) {
+  const Api& api = load();
+  if (!api.cuEventRecord) return false;
+  const Stream s = reinterpret_cast<Stream>(stream);
+  if (event && api.cuEventRecord(event, s) == kSuccess) return true;
+  if (event && api.cuEventDestroy_v2) api.cuEventDestroy_v2(event);
+  create_event(event);
+  return event && api.cuEventRecord(event, s) == kSuccess;
 }
 
 float elapsed_ms(Event from, Event to) {

@@ -31,9 +31,12 @@ const Api& load();
 // Queues fn(user) on the stream; throws InvalidStream if the driver refuses the handle.
 void launch_host_function(std::uintptr_t stream, HostFn fn, void* user);
 
-// Records `event` on the stream, creating it (timing enabled) if null or if recording it
-// fails (an event of another context); leaves it null if the driver will not time events.
-void record_event(Event& event, std::uintptr_t stream);
+// Creates a timing event in the current context; leaves it null if that fails.
+void create_event(Event& event);
+
+// Records `event` on the stream, creating it anew if it is null or recording fails (an event
+// of another context); false if the driver will not time events here.
+bool record_event(Event& event, std::uintptr_t stream);
 
 // GPU time between two completed events in ms, or a negative number if unknown.
 float elapsed_ms(Event from, Event to);

@@ -22,9 +22,23 @@ constexpr std::uint64_t kSlots = 1u << 16;
 struct Slot {
   std::atomic<MarkId> id{0};
   std::atomic<std::int64_t> t_ns{-1};
-  cuda::Event event = nullptr;  // recorded with a stream mark; reused by the slot's next mark
-  bool timed = false;           // `event` belongs to this mark
 };
+
+// CUDA events recorded beside stream marks. Creating an event costs ~50 us on an H200, so a
+// ring of them is created once and reused; each remembers which mark last recorded it, so a
+// mark older than the ring falls back to its host stamp instead of borrowing a newer time.
+constexpr std::uint64_t kEvents = 1024;
+
+struct EventRing {
+  cuda::Event event[kEvents] = {};
+  std::atomic<MarkId> owner[kEvents] = {};
+  std::once_flag created;
+};
+
+EventRing& events() {
+  static EventRing* r = new EventRing();  // leaked like the table, for the same reason
+  return *r;
+}
 
 struct Table {
   Slot slots[kSlots];
@@ -41,9 +55,26 @@ Table& table() {
 Slot& claim(MarkId id) {
   Slot& s = table().slots[id % kSlots];
   s.t_ns.store(-1, std::memory_order_relaxed);
-  s.timed = false;
   s.id.store(id, std::memory_order_release);
   return s;
+}
+
+// Records the mark's event on the stream (creating the ring on first use, in the caller's
+// context); without events the mark keeps only its host stamp.
+void record_event(MarkId id, std::uintptr_t stream) {
+  EventRing& r = events();
+  std::call_once(r.created, [&] {
+    for (cuda::Event& e : r.event) cuda::create_event(e);
+  });
+  const std::uint64_t k = id % kEvents;
+  r.owner[k].store(0, std::memory_order_relaxed);
+  if (cuda::record_event(r.event[k], stream)) r.owner[k].store(id, std::memory_order_release);
+}
+
+cuda::Event event_of(MarkId id) {
+  EventRing& r = events();
+  const std::uint64_t k = id % kEvents;
+  return r.owner[k].load(std::memory_order_acquire) == id ? r.event[k] : nullptr;
 }
 
 Slot& owned(MarkId id) {
@@ -79,9 +110,8 @@ MarkId mark_now() {
 MarkId mark_on_stream(std::uintptr_t stream) {
   cuda::load();  // fail before claiming a slot
   const MarkId id = table().next.fetch_add(1);
-  Slot& s = claim(id);
-  cuda::record_event(s.event, stream);
-  s.timed = s.event != nullptr;
+  claim(id);
+  record_event(id, stream);
   cuda::launch_host_function(stream, &on_reached, reinterpret_cast<void*>(std::uintptr_t(id)));
   return id;
 }
@@ -104,10 +134,9 @@ std::pair<std::int64_t, std::int64_t> wait_pair(MarkId first, MarkId second,
   const std::int64_t a = wait(first, timeout_ns);
   const std::int64_t b = wait(second, std::max<std::int64_t>(0, deadline - monotonic_ns()));
   if (a < 0 || b < 0) return {-1, -1};
-  const Slot& sa = owned(first);
-  const Slot& sb = owned(second);
-  if (!sa.timed || !sb.timed) return {a, b};
-  const float gpu_ms = cuda::elapsed_ms(sa.event, sb.event);
+  const cuda::Event ea = event_of(first), eb = event_of(second);
+  if (!ea || !eb) return {a, b};
+  const float gpu_ms = cuda::elapsed_ms(ea, eb);
   if (gpu_ms < 0) return {a, b};
   const auto gpu_ns = std::int64_t(double(gpu_ms) * 1e6);
   const std::int64_t start = std::min(a, b - gpu_ns);

@@ -92,6 +92,20 @@ def test_a_late_callback_does_not_move_a_window_cut_by_stream_marks(cuda_env):
     assert any(abs((s1 - s0) - (t1 - t0)) > 25e6 for _, t0, t1, s0, s1 in result)
 
 
+def test_a_mark_older_than_the_event_ring_falls_back_to_its_host_stamps(cuda_env):
+    result = run("""
+        import json, ecomeasure
+        first, second = ecomeasure.Mark(stream=5), ecomeasure.Mark(stream=5)
+        newer = [ecomeasure.Mark(stream=5) for _ in range(1100)]   # the ring holds 1024
+        old = first.span_ns(second)
+        stamps = (first.time_ns(), second.time_ns())
+        recent = newer[-2].span_ns(newer[-1])
+        print(json.dumps(dict(old=old, stamps=stamps, recent=recent)))
+    """, cuda_env(delay_us=2_000))
+    assert result["old"] == result["stamps"]
+    assert result["recent"][1] >= result["recent"][0]
+
+
 def test_waiting_for_a_mark_does_not_hold_the_gil(cuda_env):
     result = run("""
         import json, threading, time, ecomeasure
