@@ -81,13 +81,14 @@ def main() -> None:
     gpu = nvml_index_of_current_device()
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--slowdown-seconds", type=float, default=2.0, help="each of 4 runs with and without")
+    parser.add_argument("--slowdown-seconds", type=float, default=2.0, help="each run with and without a meter")
+    parser.add_argument("--slowdown-runs", type=int, default=8, help="alternating runs of each")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.cuda.init()
     tiny_kernels_per_s(1.0)  # warm up
     without, with_meter = [], []
-    for _ in range(4):
+    for _ in range(args.slowdown_runs):
         without.append(tiny_kernels_per_s(args.slowdown_seconds))
         with Meter(devices=[gpu]) as m:
             with_meter.append(tiny_kernels_per_s(args.slowdown_seconds))
@@ -107,8 +108,10 @@ def main() -> None:
         print(f"{p['phase']:5s} {p['power_w']:7.1f} W ({p['method']}), sampler CPU {p['cpu_share_pct']:.2f} % of one core")
         for s, r in p["sources"].items():
             print(f"   {s:8s} kept {r['kept_per_s']:6.1f}/s  gaps {r['gaps']}  errors {r['errors']}  mean {r['power_w']:7.1f} W")
+    spread = 100 * statistics.stdev(without) / statistics.mean(without) if len(without) > 1 else float("nan")
     print(f"tiny-kernel launch rate: {statistics.median(without):,.0f}/s without a meter, "
-          f"{statistics.median(with_meter):,.0f}/s with one ({slowdown:+.2f} % slowdown)")
+          f"{statistics.median(with_meter):,.0f}/s with one ({slowdown:+.2f} % slowdown; runs without "
+          f"a meter vary by {spread:.1f} % CV)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

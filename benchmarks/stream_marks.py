@@ -30,7 +30,7 @@ def matmul_chain(a: torch.Tensor, out: torch.Tensor, n: int) -> None:
 def precision(meter: Meter, repetitions: int, a, out, n: int) -> dict:
     """Window edges (GPU-clock pair alignment) and raw host-function stamps vs CUDA events."""
     stream = torch.cuda.current_stream()
-    diffs_ms, raw_diffs_ms, enqueue_ms, event_ms = [], [], [], []
+    diffs_ms, raw_diffs_ms, enqueue_ms, event_ms, gpu_timed = [], [], [], [], []
     for _ in range(repetitions):
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t = time.perf_counter()
@@ -47,13 +47,16 @@ def precision(meter: Meter, repetitions: int, a, out, n: int) -> dict:
         event_ms.append(e0.elapsed_time(e1))
         diffs_ms.append((t1 - t0) / 1e6 - event_ms[-1])
         raw_diffs_ms.append((w.end_mark.time_ns() - w.begin.time_ns()) / 1e6 - event_ms[-1])
+        # Where the pair is timed by its events, it differs from the host stamps.
+        gpu_timed.append((t1 - t0) != (w.end_mark.time_ns() - w.begin.time_ns()))
     def summary(d):
         absolute = [abs(x) for x in d]
         return {"median_ms": statistics.median(d), "abs_median_ms": statistics.median(absolute),
                 "abs_worst_ms": max(absolute)}
     return {"repetitions": repetitions, "event_ms_median": statistics.median(event_ms),
             "enqueue_ms_median": statistics.median(enqueue_ms), "window": summary(diffs_ms),
-            "host_function_stamps": summary(raw_diffs_ms)}
+            "host_function_stamps": summary(raw_diffs_ms), "gpu_timed": sum(gpu_timed),
+            "window_diffs_ms": diffs_ms, "host_function_diffs_ms": raw_diffs_ms}
 
 
 def stall_us(a, out, repetitions: int = 50) -> float:
@@ -75,16 +78,19 @@ def stall_us(a, out, repetitions: int = 50) -> float:
         statistics.median(timed(False) for _ in range(repetitions))
 
 
-def mark_cost_us(stream, n: int = 2000) -> dict:
+def mark_cost_us(stream, n: int = 100, batches: int = 30) -> dict:
+    """Median time of one call, in batches small enough that the stream's queue never
+    fills (a full queue would make any launch wait for the GPU)."""
     out = {}
     for label, s in [("stream", stream), ("host", None)]:
-        batches = []
-        for _ in range(5):
+        per_call = []
+        for _ in range(batches):
+            torch.cuda.synchronize()
             t = time.perf_counter_ns()
             for _ in range(n):
                 Mark(s)
-            batches.append((time.perf_counter_ns() - t) / n / 1e3)
-        out[label] = statistics.median(batches)
+            per_call.append((time.perf_counter_ns() - t) / n / 1e3)
+        out[label] = statistics.median(per_call)
     torch.cuda.synchronize()
     return out
 
@@ -141,7 +147,7 @@ def main() -> None:
     p = result["precision"]
     print(f"{result['gpu']}, driver {result['driver']}; matmul 8192^2 fp16 = {per_matmul_ms:.3f} ms")
     print(f"window length - CUDA-event interval, {p['repetitions']} chains of ~{p['event_ms_median']:.1f} ms "
-          f"(Python enqueued each in {p['enqueue_ms_median']:.2f} ms):")
+          f"(Python enqueued each in {p['enqueue_ms_median']:.2f} ms; {p['gpu_timed']} timed by mark events):")
     for label, d in [("window edges", p["window"]), ("host-function stamps alone", p["host_function_stamps"])]:
         print(f"   {label:27s} median {d['median_ms'] * 1e3:+8.1f} us, |median| {d['abs_median_ms'] * 1e3:7.1f} us, "
               f"worst {d['abs_worst_ms'] * 1e3:7.1f} us")

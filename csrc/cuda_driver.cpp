@@ -79,7 +79,11 @@ bool record_event(Event& event, std::uintptr_t stream) {
 float elapsed_ms(Event from, Event to) {
   const Api& api = load();
   float ms = -1;
-  if (!from || !to || !api.cuEventElapsedTime || api.cuEventElapsedTime(&ms, from, to) != kSuccess)
+  if (!from || !to || !api.cuEventElapsedTime) return -1;
+  if (api.cuEventElapsedTime(&ms, from, to) == kSuccess) return ms;
+  // The host function after an event can run before the driver marks the event complete.
+  if (!api.cuEventSynchronize || api.cuEventSynchronize(from) != kSuccess ||
+      api.cuEventSynchronize(to) != kSuccess || api.cuEventElapsedTime(&ms, from, to) != kSuccess)
     return -1;
   return ms;
 }

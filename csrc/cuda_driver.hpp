@@ -17,6 +17,7 @@ using Event = void*;
   X(cuEventCreate, Result, (Event*, unsigned int))         \
   X(cuEventRecord, Result, (Event, Stream))                \
   X(cuEventElapsedTime, Result, (float*, Event, Event))    \
+  X(cuEventSynchronize, Result, (Event))                   \
   X(cuEventDestroy_v2, Result, (Event))
 
 struct Api {

@@ -67,6 +67,11 @@ CUresult cuEventElapsedTime(float *ms, CUevent start, CUevent end) {
   return SUCCESS;
 }
 
+CUresult cuEventSynchronize(CUevent event) {
+  (void)event;
+  return SUCCESS;
+}
+
 CUresult cuEventDestroy_v2(CUevent event) {
   free(event);
   return SUCCESS;
