@@ -280,6 +280,12 @@ class Meter:
             int(keepalive_s * _NS), int(gap_threshold_s * _NS), int(calibration_min_span_s * _NS),
             int(counter_lag_s * _NS), os.fspath(nvml_library) if nvml_library is not None else "")
         self._calibration_min_span_ns = int(calibration_min_span_s * _NS)
+        self.settings: dict[str, float] = {
+            "poll_interval_s": poll_interval_s, "drain_interval_s": drain_interval_s,
+            "counter_interval_s": counter_interval_s, "keepalive_s": keepalive_s,
+            "gap_threshold_s": gap_threshold_s, "calibration_min_span_s": calibration_min_span_s,
+            "counter_lag_s": counter_lag_s}
+        """How this meter reads NVML (the constructor's arguments)."""
         self.devices: list[DeviceInfo] = [
             DeviceInfo(d["index"], d["name"], d["uuid"],
                        ARCHITECTURES.get(d["architecture"], f"unknown ({d['architecture']})"))
@@ -401,6 +407,7 @@ class Meter:
             "devices": [asdict(d) for d in self.devices],
             "capabilities": {str(k): v for k, v in self.capabilities().items()},
             "stats": self.stats(),
+            "settings": self.settings,
             "calibration_min_span_ns": self._calibration_min_span_ns,
         }
 
