@@ -3,7 +3,6 @@ helpers the other benchmark tests share (reading the columns from the doc, runni
 from __future__ import annotations
 
 import csv
-import os
 import re
 import subprocess
 import sys
@@ -47,7 +46,6 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(env)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("HF_HUB_OFFLINE", "1")
     return subprocess.run([sys.executable, "-m", "ecomeasure.bench", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)

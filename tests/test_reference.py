@@ -4,7 +4,6 @@ pynvml opens ``libnvidia-ml.so.1`` once per process, so each check runs in a sub
 the fake configured by environment (``fakes.fake_env``); the child prints JSON.
 """
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -27,7 +26,6 @@ def lib_dir(tmp_path_factory):
 
 def run_child(code: str, env_extra: dict) -> dict:
     env = clean_environ(env_extra)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

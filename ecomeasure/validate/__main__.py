@@ -52,7 +52,12 @@ class _Console:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
-    p.add_argument("--out", default="validation", help="output folder (default: validation/)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: validation/; with --from: DIR/reanalysis/)")
+    p.add_argument("--from", dest="from_dir", metavar="DIR",
+                   help="no GPU: rebuild every table, plot and validation.md from a previous run's saved "
+                        "files in DIR (traces.npz, reference.csv, run.json or, for older runs, windows.csv, "
+                        "truth.csv and validation.md)")
     p.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
     p.add_argument("--lengths", type=float, nargs="+", metavar="S",
                    help="window lengths in s (default: " + " ".join(f"{x:g}" for x in DEFAULT_LENGTHS_S)
@@ -105,15 +110,39 @@ def _info(args: argparse.Namespace, argv: list[str] | None, gpu: DeviceInfo, met
         "meter": (f"`Meter()` defaults (counter read every {meter.settings['counter_interval_s']:g} s, driver "
                   f"buffer drained every {meter.settings['drain_interval_s']:g} s, instant and average power "
                   f"polled every {meter.settings['poll_interval_s'] * 1e3:g} ms); reference polled every 0.1 s"),
-        "command": " ".join([PROG] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
+        "command": _command(argv),
     }
+
+
+def _command(argv: list[str] | None) -> str:
+    return " ".join([PROG] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
+
+
+def reanalyse(from_dir: str | Path, out_dir: str | Path | None = None, argv: list[str] | None = None,
+              console: _Console | None = None) -> int:
+    """``--from``: every output again from a run's saved files, no GPU."""
+    from .saved import load
+    console = console or _Console()
+    out = Path(out_dir) if out_dir is not None else Path(from_dir) / "reanalysis"
+    try:
+        validation, raw = load(from_dir)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"ecomeasure.validate: cannot re-analyse {from_dir}: {error}", file=sys.stderr)
+        return 1
+    validation.info["reanalysis"] = _command(argv)
+    validation.info["reanalysis_date"] = time.strftime("%Y-%m-%d", time.gmtime())
+    files = write_outputs(validation, out, raw_files=raw)
+    print_table(validation, console.rich)
+    console.print(f"wrote {', '.join(str(p) for p in files.values())}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = _Console()
-    settings = default_settings(tuple(args.lengths) if args.lengths else None, quick=args.quick)
-    plan = schedule(build_plan(settings), seed=args.seed)
+    if args.from_dir:
+        return reanalyse(args.from_dir, args.out, argv, console)
+    args.out = args.out or "validation"
     library = os.environ.get("ECOMEASURE_NVML_LIBRARY") or None
     try:
         backend = open_backend(args.backend, args.device, seed=args.seed)
@@ -125,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     # Both meters run from here to the end, so the headline's calibration (driver samples
     # scaled to the counter over the whole recording) is in its steady state.
     meter = Meter(devices=[gpu.index])  # defaults: the settings a user gets
+    # The idle margin at run boundaries follows how often this meter reads the counter.
+    settings = default_settings(tuple(args.lengths) if args.lengths else None, quick=args.quick,
+                                counter_interval_s=meter.settings["counter_interval_s"])
+    plan = schedule(build_plan(settings), seed=args.seed)
     reference = ReferenceMeter(gpu.index, interval_s=0.1, nvml_library=library)
     try:
         reference.start()

@@ -33,18 +33,22 @@ class SummaryRow:
     mean_duration_s: float
 
 
-def summarize(windows: list[WindowResult], truth: str = "truth") -> list[SummaryRow]:
+def summarize(windows: list[WindowResult], truth: str = "truth", view: str = "window") -> list[SummaryRow]:
     """One row per (workload, length, method), in the order the windows came; a method
-    with no finite error (e.g. ``counter_at_edges`` on a steady load) has n = 0 and NaNs."""
+    with no finite error (e.g. ``counter_at_edges`` on a steady load) has n = 0 and NaNs.
+    ``view``: ``window`` (each window alone) or ``tail`` (each burst window plus its tail;
+    only workloads that have it get rows)."""
     groups: dict[tuple[int, float], list[WindowResult]] = {}
     for w in windows:
+        if view == "tail" and not math.isfinite(w.tail_s):
+            continue
         groups.setdefault((w.item, w.length_s), []).append(w)
     rows = []
     for ws in groups.values():
         first = ws[0]
         duration = float(np.mean([w.duration_s for w in ws]))
         for method in METHODS:
-            errors = np.array([w.error(method, truth) for w in ws], dtype=np.float64)
+            errors = np.array([w.error(method, truth, view) for w in ws], dtype=np.float64)
             errors = errors[np.isfinite(errors)]
             if len(errors) == 0:
                 rows.append(SummaryRow(first.kind, first.label, first.item, first.length_s, method, 0,

@@ -39,18 +39,41 @@ class PlanSettings:
     end this long before it ends."""
     step_s: tuple[float, float, float] = (1.0, 3.0, 2.0)
     """The step recorded for the trace plot: idle, load, idle."""
-    edge_idle_s: float = 0.7
-    """Idle on each side of every run boundary. The counter is read every 0.5 s by the meter
-    and is up to ~0.1 s stale, so a boundary this far from any power change is interpolated
-    between two readings taken at idle power."""
+    edge_idle_s: float = 1.2
+    """Idle on each side of every run boundary: ``edge_idle_for(counter_interval_s)``, the
+    meter's counter reading interval plus 0.2 s (1.2 s for ``Meter()``'s 1 s reads), so that a
+    reading lies in idle on either side of every boundary, past a burst's ~0.1 s tail and the
+    counter's ~0.1 s staleness. The boundary's value comes from its idle side (truth.py)."""
 
 
-def default_settings(lengths_s: tuple[float, ...] | None = None, quick: bool = False) -> PlanSettings:
-    """The CLI's plan: ~4 min by default, ~1.5 min with ``quick``."""
+EDGE_MARGIN_S = 0.2
+"""Idle at a run boundary beyond one counter reading interval."""
+
+
+def meter_counter_interval_s() -> float:
+    """``Meter()``'s default counter reading interval (its constructor's default)."""
+    import inspect
+
+    from ..meter import Meter
+    return float(inspect.signature(Meter.__init__).parameters["counter_interval_s"].default)
+
+
+def edge_idle_for(counter_interval_s: float) -> float:
+    """The idle margin around run boundaries for a meter reading the counter this often."""
+    return round(float(counter_interval_s) + EDGE_MARGIN_S, 9)
+
+
+def default_settings(lengths_s: tuple[float, ...] | None = None, quick: bool = False,
+                     counter_interval_s: float | None = None) -> PlanSettings:
+    """The CLI's plan: ~4.5 min by default, ~1.5 min with ``quick``. ``counter_interval_s``:
+    how often the meter in use reads the counter (``meter.settings["counter_interval_s"]``;
+    default: ``Meter()``'s), which sizes the idle margin at run boundaries."""
+    interval = meter_counter_interval_s() if counter_interval_s is None else counter_interval_s
+    edge = edge_idle_for(interval)
     if quick:
         return PlanSettings(lengths_s=tuple(lengths_s or QUICK_LENGTHS_S), burst_target_s=1.5,
-                            squares=QUICK_SQUARES, square_target_s=1.0, steady_s=4.0)
-    return PlanSettings(lengths_s=tuple(lengths_s or DEFAULT_LENGTHS_S))
+                            squares=QUICK_SQUARES, square_target_s=1.0, steady_s=4.0, edge_idle_s=edge)
+    return PlanSettings(lengths_s=tuple(lengths_s or DEFAULT_LENGTHS_S), edge_idle_s=edge)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def _figure(width: float, height: float, panels: int = 1):
 
 def error_vs_length(validation: Validation, path: Path) -> Path:
     """Median |error| per method vs window length (log-log), the worst as the upper bar;
-    one panel for isolated bursts and one for windows inside a steady load."""
+    one panel for isolated bursts (with the headline's tail-inclusive error, dashed) and one
+    for windows inside a steady load."""
     kinds = [k for k in ("burst", "steady") if any(r.kind == k and r.n for r in validation.summary)]
     fig, axes = _figure(6.5 * max(1, len(kinds)), 4.8, max(1, len(kinds)))
     for ax, kind in zip(axes, kinds):
@@ -40,6 +41,12 @@ def error_vs_length(validation: Validation, path: Path) -> Path:
             colour, marker = STYLE[method]
             ax.errorbar(x, median, yerr=[np.zeros_like(median), worst - median], color=colour, marker=marker,
                         capsize=3, linewidth=1.2, markersize=5, label=method)
+        tail = sorted((r for r in validation.summary_tail if r.kind == kind and r.method == "headline" and r.n),
+                      key=lambda r: r.length_s)
+        if tail:
+            ax.plot([r.length_s for r in tail], np.maximum([100 * r.median_abs_error for r in tail], FLOOR_PCT),
+                    color="black", linestyle="--", marker="o", markerfacecolor="white", linewidth=1.2,
+                    markersize=5, label=f"headline, burst + {validation.tail_s:g} s tail")
         for low, high, limit in HEADLINE_GOALS:
             xs = [low, min(high, 20.0)] if high > low else [low * 0.9, low * 1.1]
             ax.plot(xs, [100 * limit] * 2, color="grey", linestyle="--", linewidth=1)

@@ -3,6 +3,7 @@ it against the truth."""
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,15 +98,23 @@ class WindowResult:
     complete: bool
     events_s: float = NAN
     """The burst's length by CUDA events beside its marks (NaN for steady windows, the fake)."""
+    tail_s: float = NAN
+    """tau of the tail-inclusive view (NaN where the window has none: steady windows, and
+    bursts followed by less than tau of idle)."""
+    energy_tail_j: dict[str, float] = field(default_factory=dict)
+    """Each method over [start, end + tau] less the idle power (the truth's, from run B) times
+    tau: the energy the burst caused, tail included, like the truth (NaN where not defined)."""
 
     @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / _NS
 
-    def error(self, method: str, truth: str = "truth") -> float:
-        """(method - truth) / truth; ``truth``: ``truth`` (differential) or ``exact``."""
+    def error(self, method: str, truth: str = "truth", view: str = "window") -> float:
+        """(method - truth) / truth; ``truth``: ``truth`` (differential) or ``exact``;
+        ``view``: ``window`` (the window alone) or ``tail`` (the window plus its tail)."""
         reference = self.truth_j if truth == "truth" else self.exact_j
-        return (self.energy_j[method] - reference) / reference
+        energy = self.energy_j if view == "window" else self.energy_tail_j
+        return (energy.get(method, NAN) - reference) / reference
 
 
 @dataclass
@@ -132,6 +141,10 @@ class StepTrace:
     burst_s: tuple[float, float]
 
 
+TAIL_S = 0.3
+"""tau: how long after a burst the tail-inclusive view extends each window."""
+
+
 @dataclass
 class Validation:
     """Everything one validation produced; the outputs are written from this alone."""
@@ -142,15 +155,26 @@ class Validation:
     summary: list[SummaryRow]
     step: StepTrace | None
     counter_update_s: float
+    summary_tail: list[SummaryRow] = field(default_factory=list)
+    """The same per method, each window extended by its tail (``WindowResult.energy_tail_j``)."""
+    tail_s: float = TAIL_S
+    meter_settings: dict[str, Any] = field(default_factory=dict)
+    """The meter's ``settings`` (how it read NVML) as it ran."""
+    recording: Recording | None = None
+    """What was played (runs, bursts): with the traces, all a re-analysis needs (run.json)."""
 
 
 def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | None,
-                exact_energy_j: Callable[[int, int], float] | None, skipped: list[str]) -> list[WindowResult]:
+                exact_energy_j: Callable[[int, int], float] | None, skipped: list[str],
+                tail_s: float = TAIL_S) -> list[WindowResult]:
     item, truth = result.item, result.truth
     spans: list[tuple[float, int, int, tuple[float, float], float]] = []
+    gaps_after: list[int] = []
     if item.kind in ("burst", "square"):
         spans = [(item.length_s, b.start_ns, b.end_ns, (b.counter_before_j, b.counter_after_j), b.events_s)
                  for b in result.bursts]
+        nexts = [b.start_ns for b in result.bursts[1:]] + [result.run_a[1]]
+        gaps_after = [n - b.end_ns for b, n in zip(result.bursts, nexts)]
     elif item.kind == "steady":
         (burst,) = result.bursts
         for length in item.tile_lengths_s:
@@ -168,11 +192,22 @@ def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
             skipped.append(f"{item.label} #{k}: end mark {(a - b) / 1e3:.0f} us before its start mark")
             continue
         e = window_energies(meter, reference, a, b, edges)
+        tau, tail = NAN, {m: NAN for m in e.energy_j}
+        tau_ns = round(tail_s * _NS)
+        if (truth is not None and k < len(gaps_after) and tail_s > 0 and gaps_after[k] >= tau_ns
+                and math.isfinite(truth.idle_w)):
+            # The window plus tau of the idle after it, less idle power times tau: what the
+            # burst caused, tail included, as the truth counts it. Host edges cannot move.
+            extended = window_energies(meter, reference, a, b + tau_ns)
+            tau = tau_ns / _NS
+            tail = {m: (v - truth.idle_w * tau if m != "counter_at_edges" else NAN)
+                    for m, v in extended.energy_j.items()}
         out.append(WindowResult(
             kind=item.kind, label=item.label, length_s=length, item=result.index, index=k,
             start_ns=a, end_ns=b, truth_j=truth.energy_j((b - a) / _NS) if truth else NAN,
             exact_j=exact_energy_j(a, b) if exact_energy_j else NAN,
-            energy_j=e.energy_j, headline_method=e.headline_method, complete=e.complete, events_s=events_s))
+            energy_j=e.energy_j, headline_method=e.headline_method, complete=e.complete, events_s=events_s,
+            tail_s=tau, energy_tail_j=tail))
     return out
 
 
@@ -201,10 +236,12 @@ def _step_trace(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
 def evaluate(recording: Recording, meter: Meter, reference: ReferenceMeter | None, *,
              counter_update_s: float = 0.1,
              exact_energy_j: Callable[[int, int], float] | None = None,
-             skipped: list[str] | None = None
+             skipped: list[str] | None = None, tail_s: float = TAIL_S
              ) -> tuple[list[ItemResult], list[WindowResult], StepTrace | None]:
-    """The truth of every item, and every window's energy by every method. Windows that
-    cannot be measured are left out and described in ``skipped``."""
+    """The truth of every item, and every window's energy by every method (the window alone,
+    and the window plus ``tail_s``). Windows that cannot be measured are left out and
+    described in ``skipped``. ``meter`` may be a running or stopped ``Meter`` or saved traces
+    (``saved.SavedMeter``); ``reference`` a ``ReferenceMeter`` or ``saved.SavedReference``."""
     skipped = skipped if skipped is not None else []
     counter_t_ns, counter_j = meter.trace_ns("counter")
     if len(counter_t_ns) < 2:
@@ -213,6 +250,7 @@ def evaluate(recording: Recording, meter: Meter, reference: ReferenceMeter | Non
     def samples_j(a: int, b: int) -> float:
         return meter.measure_ns(a, b).source_energy_j("samples")
 
+    busy_ns = sorted((b.start_ns, b.end_ns) for bs in recording.bursts.values() for b in bs)
     items, windows, step = [], [], None
     for i, item in enumerate(recording.schedule.items):
         run_a, run_b = recording.runs[(i, "A")], recording.runs.get((i, "B"))
@@ -220,7 +258,7 @@ def evaluate(recording: Recording, meter: Meter, reference: ReferenceMeter | Non
         truth = diag = None
         if run_b is not None:
             truth = differential_truth(counter_t_ns, counter_j, run_a, run_b,
-                                       [b.duration_s for b in bursts], counter_update_s)
+                                       [b.duration_s for b in bursts], counter_update_s, busy_ns)
             diag = diagnostics(samples_j, truth, run_a, run_b, [(b.start_ns, b.end_ns) for b in bursts])
         result = ItemResult(item, i, run_a, run_b, bursts, truth, diag)
         if item.kind == "steady" and truth is not None:
@@ -230,13 +268,15 @@ def evaluate(recording: Recording, meter: Meter, reference: ReferenceMeter | Non
         if item.kind == "step":
             step = _step_trace(result, meter, reference)
         else:
-            windows += _windows_of(result, meter, reference, exact_energy_j, skipped)
+            windows += _windows_of(result, meter, reference, exact_energy_j, skipped, tail_s)
     return items, windows, step
 
 
-def _wait_for_counter(meter: Meter, t_ns: int, timeout_s: float = 5.0) -> None:
-    """Waits until the meter holds a counter reading past ``t_ns`` (the last run's end must
-    be interpolated between two readings; the meter reads the counter every 0.5 s)."""
+def _wait_for_counter(meter: Meter, t_ns: int, timeout_s: float | None = None) -> None:
+    """Waits until the meter holds a counter reading past ``t_ns`` (the fallback for a run
+    boundary interpolates; the meter reads the counter every ``settings["counter_interval_s"]``)."""
+    interval_s = float(getattr(meter, "settings", {}).get("counter_interval_s", 1.0))
+    timeout_s = 3 * interval_s + 2.0 if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         t, _ = meter.trace_ns("counter")
@@ -245,20 +285,15 @@ def _wait_for_counter(meter: Meter, t_ns: int, timeout_s: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def run_validation(schedule: Schedule, settings: PlanSettings, workload: Workload, meter: Meter,
-                   reference: ReferenceMeter | None, *, read_counter_j: CounterReader | None = None,
-                   counter_update_s: float = 0.1, info: dict[str, Any] | None = None,
-                   on_item: Callable[[int, Item], None] | None = None) -> Validation:
-    """Plays the schedule, then evaluates it. The meter and the reference must be running
-    (started once, before, so the headline's calibration spans the whole recording)."""
-    started = _dt.datetime.now(_dt.timezone.utc)
-    recording = execute(schedule, workload, read_counter_j, on_item)
-    _wait_for_counter(meter, recording.end_ns)
-    if reference is not None:
-        reference.wait_past(recording.end_ns / _NS, timeout_s=1.0)
+def analyse(recording: Recording, settings: PlanSettings, meter: Meter, reference: ReferenceMeter | None, *,
+            counter_update_s: float = 0.1, info: dict[str, Any] | None = None,
+            meter_settings: dict[str, Any] | None = None, tail_s: float = TAIL_S,
+            exact_energy_j: Callable[[int, int], float] | None = None) -> Validation:
+    """Evaluates a recording against the meter's traces: what a run and a re-analysis of its
+    saved files (``python -m ecomeasure.validate --from``) share."""
     skipped: list[str] = []
     items, windows, step = evaluate(recording, meter, reference, counter_update_s=counter_update_s,
-                                    exact_energy_j=getattr(workload, "exact_energy_j", None), skipped=skipped)
+                                    exact_energy_j=exact_energy_j, skipped=skipped, tail_s=tail_s)
     info = dict(info or {})
     info["skipped_windows"] = skipped
     differences_s = np.array([b.duration_s - b.events_s for bs in recording.bursts.values() for b in bs])
@@ -266,8 +301,35 @@ def run_validation(schedule: Schedule, settings: PlanSettings, workload: Workloa
     if len(differences_s):
         info["marks_vs_events_us"] = (float(np.median(np.abs(differences_s))) * 1e6,
                                       float(differences_s[np.argmax(np.abs(differences_s))]) * 1e6)
-    info.setdefault("date", started.strftime("%Y-%m-%d %H:%M UTC"))
     info["recording_s"] = (recording.end_ns - recording.start_ns) / _NS
     info["windows"] = len(windows)
-    return Validation(info, settings, items, windows, summarize(windows), step, counter_update_s)
+    fallbacks = [f"{r.item.label}: {r.truth.boundary_note}" for r in items
+                 if r.truth is not None and not r.truth.boundary_note.startswith("idle fit")]
+    info["boundary_fallbacks"] = fallbacks
+    return Validation(info, settings, items, windows, summarize(windows), step, counter_update_s,
+                      summary_tail=summarize(windows, view="tail"), tail_s=tail_s,
+                      meter_settings=dict(meter_settings if meter_settings is not None
+                                          else getattr(meter, "settings", {}) or {}),
+                      recording=recording)
 
+
+def run_validation(schedule: Schedule, settings: PlanSettings, workload: Workload, meter: Meter,
+                   reference: ReferenceMeter | None, *, read_counter_j: CounterReader | None = None,
+                   counter_update_s: float = 0.1, info: dict[str, Any] | None = None,
+                   on_item: Callable[[int, Item], None] | None = None) -> Validation:
+    """Plays the schedule, then evaluates it. The meter and the reference must be running
+    (started once, before, so the headline's calibration spans the whole recording); once the
+    recording is over and the meter holds a counter reading past it, both are stopped, so the
+    evaluation reads exactly the traces that are saved (``write_outputs``), and a re-analysis
+    of them (``--from``) gives the same numbers."""
+    started = _dt.datetime.now(_dt.timezone.utc)
+    recording = execute(schedule, workload, read_counter_j, on_item)
+    _wait_for_counter(meter, recording.end_ns)
+    if reference is not None:
+        reference.wait_past(recording.end_ns / _NS, timeout_s=1.0)
+        reference.stop()
+    meter.stop()
+    info = dict(info or {})
+    info.setdefault("date", started.strftime("%Y-%m-%d %H:%M UTC"))
+    return analyse(recording, settings, meter, reference, counter_update_s=counter_update_s, info=info,
+                   exact_energy_j=getattr(workload, "exact_energy_j", None))

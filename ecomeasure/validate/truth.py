@@ -10,7 +10,18 @@ their durations:
     P_burst = P_idle + excess / sum(d_i)      (d_i: each burst's duration, from its marks)
     truth_i = P_burst * d_i
 
-No window shorter than a run enters the truth. What bounds it:
+No window shorter than a run enters the truth. E_A and E_B need the cumulative counter at
+the three run boundaries (A's start, A's end = B's start, B's end). The meter reads the
+counter only every ``counter_interval_s`` (1 s by default), so the two readings that bracket a
+boundary may straddle a change of power, and interpolating between them would leak a burst's
+energy into the boundary. Every boundary has idle on at least one side (before A starts: the
+stretch before it; A's end = B's start: B; B's end: B), and at steady idle power the
+cumulative energy is a straight line in time. So each boundary's value is a least-squares
+line through the counter readings on its idle side only, within ``FIT_REACH_S`` of it (and
+clear of any burst), evaluated at the boundary (``idle_side_counter_j``); with fewer than two
+such readings it falls back to interpolation, and ``DifferentialTruth.boundaries`` says so.
+
+What bounds it:
 
 - Counter staleness at the run boundaries. A counter value is up to one update period U
   (~0.1 s on Hopper) old; at a boundary in idle that misplaces the boundary by up to U at
@@ -36,6 +47,49 @@ _NS = 1_000_000_000
 NAN = float("nan")
 
 
+FIT_REACH_S = 3.0
+"""How far from a run boundary its idle-side counter readings are taken."""
+TAIL_GUARD_S = 0.3
+"""Readings this soon after a burst's end are not idle (the GPU's tail, the counter's lag)."""
+START_GUARD_S = 0.02
+"""Readings this soon before a burst's start are not used either (mark jitter)."""
+
+
+def idle_side_counter_j(t_ns: np.ndarray, cumulative_j: np.ndarray, at_ns: int, side: str,
+                        limit_ns: int | None = None, reach_s: float = FIT_REACH_S) -> tuple[float, str]:
+    """The cumulative counter at ``at_ns`` from the readings on one side of it only:
+    ``side`` ``before`` uses readings in [max(at - reach, limit), at], ``after`` those in
+    [at, min(at + reach, limit)]; a least-squares line through them, evaluated at ``at_ns``
+    (exact where the power is steady on that side). Returns (value, how): ``fit N`` (N
+    readings), or ``interpolated`` (fewer than two readings: plain interpolation between the
+    readings around ``at_ns``), or ``none`` (no readings around it: NaN)."""
+    t = np.asarray(t_ns, dtype=np.int64)
+    e = np.asarray(cumulative_j, dtype=np.float64)
+    reach_ns = round(reach_s * _NS)
+    if side == "before":
+        lo, hi = at_ns - reach_ns, at_ns
+        if limit_ns is not None:
+            lo = max(lo, limit_ns)
+    elif side == "after":
+        lo, hi = at_ns, at_ns + reach_ns
+        if limit_ns is not None:
+            hi = min(hi, limit_ns)
+    else:
+        raise ValueError(f"side must be 'before' or 'after', not {side!r}")
+    keep = (t >= lo) & (t <= hi)
+    if np.count_nonzero(keep) >= 2:
+        x = (t[keep] - at_ns).astype(np.float64) / _NS
+        y = e[keep]
+        xm, ym = x.mean(), y.mean()
+        sxx = float(np.sum((x - xm) ** 2))
+        if sxx > 0:
+            slope = float(np.sum((x - xm) * (y - ym))) / sxx
+            return float(ym - slope * xm), f"fit {int(np.count_nonzero(keep))}"
+    if len(t) < 2 or at_ns < t[0] or at_ns > t[-1]:
+        return NAN, "none"
+    return float(np.interp(float(at_ns), t.astype(np.float64), e)), "interpolated"
+
+
 def counter_energy_j(t_ns: np.ndarray, cumulative_j: np.ndarray, start_ns: int, end_ns: int) -> float:
     """Energy between two times from the counter's cumulative trace, linearly interpolated
     between readings; NaN unless readings exist on both sides of both times."""
@@ -57,6 +111,21 @@ class DifferentialTruth:
     """Total burst time, the sum of the bursts' durations from their marks."""
     repetitions: int
     counter_update_s: float = 0.1
+    boundaries: tuple[str, ...] = ()
+    """How the counter was read at A's start, A's end and B's end: ``fit N`` (a line through
+    N idle-side readings), ``interpolated`` (the fallback) or ``none``; empty where the energies
+    were given directly."""
+
+    @property
+    def boundary_note(self) -> str:
+        """``idle fit`` where every boundary was fitted, else which fell back."""
+        if not self.boundaries:
+            return "-"
+        names = ("A start", "A end", "B end")
+        fallbacks = [f"{n} {how}" for n, how in zip(names, self.boundaries) if not how.startswith("fit")]
+        if not fallbacks:
+            return "idle fit (" + "/".join(how.split()[1] for how in self.boundaries) + " readings)"
+        return "; ".join(fallbacks)
 
     @property
     def idle_w(self) -> float:
@@ -88,13 +157,35 @@ class DifferentialTruth:
 
 def differential_truth(counter_t_ns: np.ndarray, counter_j: np.ndarray, run_a: tuple[int, int],
                        run_b: tuple[int, int], burst_durations_s: list[float],
-                       counter_update_s: float = 0.1) -> DifferentialTruth:
-    """The item's truth from the counter's cumulative trace (t ns, J) and its run bounds."""
+                       counter_update_s: float = 0.1, busy_ns: list[tuple[int, int]] | None = None,
+                       reach_s: float = FIT_REACH_S) -> DifferentialTruth:
+    """The item's truth from the counter's cumulative trace (t ns, J) and its run bounds.
+
+    Each boundary's cumulative counter comes from its idle side only (``idle_side_counter_j``):
+    A's start from the readings before it, A's end and B's start from those in B, B's end from
+    those before it. ``busy_ns``: every burst of the recording (marks, ns); the idle side is
+    cut short ``TAIL_GUARD_S`` after a burst's end and ``START_GUARD_S`` before a burst's start."""
+    busy = busy_ns or []
+    tail_ns, start_ns = round(TAIL_GUARD_S * _NS), round(START_GUARD_S * _NS)
+
+    def value(at: int, side: str) -> tuple[float, str]:
+        if side == "before":
+            ends = [b + tail_ns for _, b in busy if b <= at]
+            limit = max(ends) if ends else None
+        else:
+            starts = [a - start_ns for a, _ in busy if a >= at]
+            limit = min(starts) if starts else None
+        return idle_side_counter_j(counter_t_ns, counter_j, at, side, limit, reach_s)
+
+    a0, how_a0 = value(run_a[0], "before")
+    a1, how_a1 = value(run_a[1], "after")
+    b0, _ = value(run_b[0], "after")  # the same readings as A's end: B's start is A's end
+    b1, how_b1 = value(run_b[1], "before")
     return DifferentialTruth(
-        active_j=counter_energy_j(counter_t_ns, counter_j, *run_a), active_s=(run_a[1] - run_a[0]) / _NS,
-        idle_j=counter_energy_j(counter_t_ns, counter_j, *run_b), idle_s=(run_b[1] - run_b[0]) / _NS,
+        active_j=a1 - a0, active_s=(run_a[1] - run_a[0]) / _NS,
+        idle_j=b1 - b0, idle_s=(run_b[1] - run_b[0]) / _NS,
         burst_s=float(sum(burst_durations_s)), repetitions=len(burst_durations_s),
-        counter_update_s=counter_update_s)
+        counter_update_s=counter_update_s, boundaries=(how_a0, how_a1, how_b1))
 
 
 @dataclass(frozen=True)
