@@ -16,8 +16,7 @@ from .results import parse_float
 from .runner import ConfigRun, Iteration, net, source_energy_j
 
 NAN = float("nan")
-SOURCES = ("samples", "instant", "average", "counter")
-"""NVML sources with a column each (``energy_j_<source>``), as docs/results-format.md lists them."""
+from ..meter import SOURCES  # noqa: E402  (a column each: ``energy_j_<source>``)
 
 
 @dataclass(frozen=True)
