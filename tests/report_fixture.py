@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURE_GPU = "Fake GPU (report test fixture)"
-from ecomeasure import SOURCES  # noqa: E402
-
+from ecomeasure import SOURCES
 # The benchmark's own column lists (checked against docs/results-format.md in its tests).
-from ecomeasure.bench.results import ITERATION_COLUMNS, RESULT_COLUMNS  # noqa: E402
+from ecomeasure.bench.results import ITERATION_COLUMNS, RESULT_COLUMNS
 
+FIXTURE_GPU = "Fake GPU (report test fixture)"
 
 
 @dataclass(frozen=True)

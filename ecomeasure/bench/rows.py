@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ..meter import SOURCES  # a column each: ``energy_j_<source>``
 from .results import parse_float
 from .runner import ConfigRun, Iteration, net, source_energy_j
 
 NAN = float("nan")
-from ..meter import SOURCES  # noqa: E402  (a column each: ``energy_j_<source>``)
 
 
 @dataclass(frozen=True)
