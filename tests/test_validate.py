@@ -1,7 +1,8 @@
 """The validation (``python -m ecomeasure.validate``) on the fake NVML, where the truth is exact.
 
 One scripted run (~26 s) plays a shortened plan; the tests check the differential truth
-against the profile's exact energy, the error tables against a recomputation, and the files.
+against the profile's exact energy, the error tables against a recomputation, the files, and
+that a re-analysis of the saved files (``--from``) reproduces them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from ecomeasure.reference import ReferenceMeter
 from ecomeasure.validate import (METHODS, EdgeCounter, PlanSettings, ScriptedWorkload,
                                  WindowResult, build_plan, check_goals, counter_energy_j, default_settings,
                                  differential_truth, run_validation, schedule, summarize, write_outputs)
+from ecomeasure.validate.__main__ import main as validate_main
+from ecomeasure.validate.plan import edge_idle_for
+from ecomeasure.validate.saved import info_from_markdown
 from fakes import Profile, clean_environ, fake_env
 
 IDLE_W, LOAD_W = 60.0, 600.0
@@ -34,7 +38,7 @@ IDLE_W, LOAD_W = 60.0, 600.0
 FAKE_UPDATE_S, FAKE_SAMPLE_S = 0.02, 0.01
 SETTINGS = PlanSettings(lengths_s=(0.1, 0.25, 1.0), burst_target_s=1.0, gap_s=0.2, jitter=0.5,
                         squares=((0.2, 0.5),), square_target_s=1.0, steady_s=1.6, steady_settle_s=0.3,
-                        step_s=(0.3, 0.6, 0.4), edge_idle_s=0.3)  # 0.3 s: the counter is read every 0.1 s
+                        step_s=(0.3, 0.6, 0.4), edge_idle_s=edge_idle_for(0.1))  # the meter reads every 0.1 s
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +73,9 @@ def fake_run(fake_nvml_dir, tmp_path_factory):
 def test_default_and_quick_plans_fit_their_time_budgets():
     default = schedule(build_plan(default_settings()))
     quick = schedule(build_plan(default_settings(quick=True)))
-    # The lead's budget: under ~5 min in all (GPU start-up and evaluation add ~20-30 s).
-    assert 200 < default.planned_s < 260
-    assert 60 < quick.planned_s < 95
+    # The lead's budget: about 5 min in all (GPU start-up and evaluation add ~20-30 s).
+    assert 200 < default.planned_s < 290
+    assert 60 < quick.planned_s < 110
     for s in (default_settings(), default_settings(quick=True)):
         bursts = {i.length_s: i for i in build_plan(s) if i.kind == "burst"}
         assert sorted(bursts) == sorted(s.lengths_s)
@@ -79,6 +83,15 @@ def test_default_and_quick_plans_fit_their_time_budgets():
             assert item.repetitions * length >= min(s.burst_target_s, length) - 1e-9
     lengths = {i.length_s for i in build_plan(default_settings()) if i.kind == "burst"}
     assert {0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0} <= lengths
+
+
+def test_edge_margin_follows_the_meters_counter_interval():
+    interval = Meter.__init__.__kwdefaults__["counter_interval_s"]
+    assert default_settings().edge_idle_s == pytest.approx(interval + 0.2)
+    assert default_settings(quick=True).edge_idle_s == pytest.approx(interval + 0.2)
+    assert default_settings(counter_interval_s=0.5).edge_idle_s == pytest.approx(0.7)
+    items = build_plan(default_settings(counter_interval_s=2.0))
+    assert all(i.lead_idle_s >= 2.2 - 1e-9 and i.tail_idle_s >= 2.2 - 1e-9 for i in items if i.kind != "step")
 
 
 def test_plan_has_every_workload_the_issue_asks_for():
@@ -104,8 +117,8 @@ def test_schedule_is_seeded_and_runs_start_and_end_in_idle():
     for i, item in enumerate(items):
         ops = [op for op in a.ops if op.item == i]
         run_a = ops[ops.index(next(o for o in ops if o.kind == "begin")):]
-        # begin, idle (lead), burst, ..., idle (last gap), end
-        assert run_a[1].kind == "idle" and run_a[1].duration_s >= edge
+        # begin, idle (lead), burst, ..., idle (last gap), end; the step (no truth) has its own.
+        assert run_a[1].kind == "idle" and (run_a[1].duration_s >= edge or item.kind == "step")
         end_a = next(k for k, o in enumerate(run_a) if o.kind == "end")
         assert run_a[end_a - 1].kind == "idle" and run_a[end_a - 1].duration_s >= edge
         assert sum(o.kind == "burst" for o in ops) == item.repetitions
@@ -153,6 +166,37 @@ def test_differential_truth_recovers_powers_from_a_counter_trace():
     assert truth.counter_bound == pytest.approx(2 * 0.1 * idle_w / (burst_w * 0.75))
 
 
+def test_boundaries_from_idle_side_readings_are_exact_where_interpolation_leaks_a_burst():
+    # The fake's power profile, its counter read every 1 s (Meter()'s default). Run A starts
+    # 0.3 s before a burst and ends 0.2 s after one, so the readings that bracket A's start and
+    # A's end straddle a burst; interpolating between them leaks its energy into the boundary.
+    ns = 1_000_000_000
+    idle_w, load_w = 120.0, 700.0
+    bursts = [(10.3, 11.0), (15.0, 15.8)]
+    profile = Profile([(0.0, idle_w)] + [p for a, b in bursts for p in ((a, load_w), (b, idle_w))])
+    t = np.arange(0.5, 30.0, 1.0)  # readings at x.5 s: 10.5 and 15.5 fall inside the bursts
+    cumulative = np.array([profile.energy_j(0.0, x) for x in t])
+    t_ns = np.round(t * ns).astype(np.int64)
+    run_a, run_b = (10 * ns, 16 * ns), (16 * ns, 22 * ns)
+    durations = [b - a for a, b in bursts]
+    busy_ns = [(round(a * ns), round(b * ns)) for a, b in bursts]
+    truth = differential_truth(t_ns, cumulative, run_a, run_b, durations, counter_update_s=0.1, busy_ns=busy_ns)
+    assert truth.boundaries == ("fit 3", "fit 3", "fit 3")
+    assert truth.boundary_note == "idle fit (3/3/3 readings)"
+    assert truth.idle_w == pytest.approx(idle_w, rel=1e-9)
+    assert truth.burst_w == pytest.approx(load_w, rel=1e-9)
+    assert truth.energy_j(0.7) == pytest.approx(profile.energy_j(*bursts[0]), rel=1e-9)
+    # Plain interpolation at the same boundaries is far off.
+    active = counter_energy_j(t_ns, cumulative, *run_a)
+    idle = counter_energy_j(t_ns, cumulative, *run_b)
+    excess = active - idle / 6.0 * 6.0
+    interpolated_w = idle / 6.0 + excess / sum(durations)
+    assert abs(interpolated_w / load_w - 1) > 0.05
+    # With too few idle readings on a boundary's side it falls back, and says so.
+    sparse = differential_truth(t_ns[::4], cumulative[::4], run_a, run_b, durations, busy_ns=busy_ns)
+    assert "interpolated" in sparse.boundary_note
+
+
 def test_counter_energy_needs_readings_on_both_sides():
     t = np.array([0, 10, 20], dtype=np.int64)
     e = np.array([0.0, 1.0, 3.0])
@@ -165,6 +209,16 @@ def _window(energies: dict, truth: float, length: float = 0.25, item: int = 0) -
     full = {m: math.nan for m in METHODS} | energies
     return WindowResult("burst", f"burst {length:g} s", length, item, 0, 0, int(length * 1e9), truth, truth,
                         full, "calibrated", True)
+
+
+def test_tail_view_summarizes_only_windows_with_a_tail():
+    a = _window({"headline": 90.0}, 100.0)
+    a.tail_s, a.energy_tail_j = 0.3, {m: math.nan for m in METHODS} | {"headline": 99.0}
+    b = _window({"headline": 92.0}, 100.0)  # no tail: the next burst came too soon
+    rows = {r.method: r for r in summarize([a, b], view="tail")}
+    assert rows["headline"].n == 1 and rows["headline"].median_error == pytest.approx(-0.01)
+    assert rows["counter_at_edges"].n == 0
+    assert {r.method: r for r in summarize([a, b])}["headline"].n == 2
 
 
 def test_summary_statistics_and_goals_on_hand_made_windows():
@@ -264,6 +318,23 @@ def test_on_the_fake_the_headline_meets_the_goals_and_the_average_does_not(fake_
         assert abs(rows[("steady", 1.0, method)].worst_error) < 0.01
 
 
+def test_tail_view_on_the_fake(fake_run):
+    validation, _, _ = fake_run
+    with_tail = [w for w in validation.windows if math.isfinite(w.tail_s)]
+    assert with_tail and all(w.kind in ("burst", "square") for w in with_tail)
+    assert all(math.isnan(w.tail_s) for w in validation.windows if w.kind == "steady")
+    for w in with_tail:
+        assert w.tail_s == pytest.approx(0.3)
+        assert math.isnan(w.energy_tail_j["counter_at_edges"])
+        # No tail on the fake: the extension adds idle only, which the truth's idle power removes.
+        for method in ("headline", "samples"):
+            assert w.energy_tail_j[method] == pytest.approx(w.exact_j, rel=0.03), (w.label, method)
+    assert {(r.kind, r.length_s) for r in validation.summary_tail} <= {(w.kind, w.length_s) for w in with_tail}
+    # The fake's short gaps (0.2-0.3 s) leave tau of idle on both sides of few bursts.
+    checks = check_goals(validation.summary_tail)
+    assert 1.0 in [c.length_s for c in checks] and all(c.met for c in checks)
+
+
 def test_counter_at_edges_is_read_only_around_bursts(fake_run):
     validation, _, _ = fake_run
     for w in validation.windows:
@@ -278,8 +349,8 @@ def test_counter_at_edges_is_read_only_around_bursts(fake_run):
 
 def test_files_are_written_and_agree_with_the_summary(fake_run):
     validation, _, files = fake_run
-    for name in ("validation.csv", "windows.csv", "truth.csv", "error_vs_length.png", "step_trace.png",
-                 "validation.md", "traces.npz", "reference.csv"):
+    for name in ("validation.csv", "validation_with_tail.csv", "windows.csv", "truth.csv", "run.json",
+                 "error_vs_length.png", "step_trace.png", "validation.md", "traces.npz", "reference.csv"):
         assert files[name].exists() and files[name].stat().st_size > 100, name
     for png in ("error_vs_length.png", "step_trace.png"):
         assert files[png].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -302,8 +373,34 @@ def test_files_are_written_and_agree_with_the_summary(fake_run):
     text = files["validation.md"].read_text()
     for needle in ("# Validation on Fake H200", "999.0-fake", "## Goals", "## Truth", "counter bound",
                    "![error vs window length](error_vs_length.png)", "![step trace](step_trace.png)",
-                   "| burst 0.25 s | 0.25 s |", "Goals met"):
+                   "| burst 0.25 s | 0.25 s |", "Goals met", "**Window only**", "**Burst plus its tail**",
+                   "## Error against the truth: burst plus its tail", "idle fit (", "counter every 0.1 s",
+                   "`python -m ecomeasure.validate`"):
         assert needle in text, needle
+    assert "0.5 s" not in text.split("## Truth")[1].split("| workload")[0]  # no stale interval
+
+
+def _csv_rows(path, drop=()):
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
+
+
+def test_reanalysis_from_the_saved_files_reproduces_the_run(fake_run, tmp_path, capsys):
+    validation, _, files = fake_run
+    folder = files["validation.csv"].parent
+    assert validate_main(["--from", str(folder), "--out", str(tmp_path / "again")]) == 0
+    again = tmp_path / "again"
+    for name in ("validation.csv", "validation_with_tail.csv", "truth.csv"):
+        assert (again / name).read_text() == (folder / name).read_text(), name
+    # exact_j needs the scripted workload, which a re-analysis does not have.
+    assert _csv_rows(again / "windows.csv", {"exact_j"}) == _csv_rows(folder / "windows.csv", {"exact_j"})
+    text = (again / "validation.md").read_text()
+    assert "re-analysed" in text and f"--from {folder}" in text
+    for name in ("traces.npz", "reference.csv", "run.json", "error_vs_length.png", "step_trace.png"):
+        assert (again / name).exists(), name
+    info = info_from_markdown(folder / "validation.md")
+    assert info["gpu"] == validation.info["gpu"] and info["driver"] == "999.0-fake"
+    assert info["command"] == "pytest"
 
 
 def test_step_trace_holds_every_source_and_the_reference(fake_run):
@@ -339,7 +436,7 @@ def test_cli_help_names_every_option():
     out = subprocess.run([sys.executable, "-m", "ecomeasure.validate", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0
-    for option in ("--out", "--device", "--lengths", "--quick", "--seed", "--backend"):
+    for option in ("--out", "--from", "--device", "--lengths", "--quick", "--seed", "--backend"):
         assert option in out.stdout
 
 

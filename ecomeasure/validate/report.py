@@ -9,6 +9,7 @@ from .analysis import check_goals
 from .methods import DESCRIPTION, METHODS
 from .tables import SHORT, pct, table_rows
 from .run import Validation
+from .plan import EDGE_MARGIN_S
 from .truth import FIT_REACH_S, TAIL_GUARD_S
 
 TRUTH_TEXT = """\
@@ -18,8 +19,7 @@ hardware's own integrator) read over long runs only:
 
 - **Run A** repeats the burst R times, each followed by an idle gap; **run B**, right after
   it, is idle for as long as A took (same thermal state). Both runs begin and end in idle,
-  at least {edge:g} s (one counter reading interval, {interval:g} s, plus 0.2 s) from any change
-  of power.
+  at least {edge:g} s from any change of power{edge_note}.
 - **The counter at each run boundary comes from its idle side only.** The meter reads the
   counter every {interval:g} s, so the two readings that bracket a boundary may straddle a
   change of power (a burst right after A starts, or one right before A ends, as seen from the
@@ -79,8 +79,9 @@ same truth:
   the energy the work caused. The GPU draws power above idle for ~100 ms after its last
   kernel; the differential truth counts it (the burst caused it), but it lies outside the
   window, so in the window-only view every method reads low on short bursts by about the
-  truth table's *tail*. Only bursts followed by at least {tau:g} s of idle; `ctr@edges` (the
-  counter read on the host at the window's edges) cannot be extended and shows "-"."""
+  truth table's *tail*. Only bursts with at least {tau:g} s of idle after and before them;
+  `ctr@edges` (the counter read on the host at the window's edges) cannot be extended and
+  shows "-"."""
 
 
 def _goal_table(checks) -> list[str]:
@@ -104,6 +105,17 @@ def _verdict(checks) -> str:
 def _error_table(v: Validation, view: str) -> list[str]:
     header, rows = table_rows(v, view)
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _edge_note(edge_s: float, interval_s: float) -> str:
+    if not math.isfinite(interval_s):
+        return ""
+    if math.isclose(edge_s, interval_s + EDGE_MARGIN_S, abs_tol=1e-6):
+        return f" (one counter reading interval, {interval_s:g} s, plus {EDGE_MARGIN_S:g} s)"
+    return (f" (this run's margin; it is now sized from the meter's counter reading interval, "
+            f"{interval_s:g} s here, plus {EDGE_MARGIN_S:g} s; a margin shorter than the interval leaves some "
+            "boundaries' bracketing readings on both sides of a power change, which the idle-side fit below "
+            "avoids)")
 
 
 def _meter_text(v: Validation) -> str:
@@ -143,8 +155,8 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
                      f"(`traces.npz`, `reference.csv`) with `{info['reanalysis']}`; no GPU involved")
         for note in info.get("reanalysis_notes") or []:
             lines.append(f"  - {note}")
-    lines.append(f"- **a fresh run**: `python -m ecomeasure.validate` (on a GPU; `--help` for options); "
-                 f"re-analyse a run's folder: `python -m ecomeasure.validate --from DIR --out DIR2`")
+    lines.append("- **a fresh run**: `python -m ecomeasure.validate` (on a GPU; `--help` for options); "
+                 "re-analyse a run's folder: `python -m ecomeasure.validate --from DIR --out DIR2`")
     lines.append("")
 
     window_checks, tail_checks = check_goals(v.summary), check_goals(v.summary_tail)
@@ -160,7 +172,8 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
     interior = next((pct(r.interior_bias) for r in v.items if r.item.kind == "steady"), "-")
     lines += ["## Truth", "", TRUTH_TEXT.format(edge=v.settings.edge_idle_s, settle=v.settings.steady_settle_s,
                                                  u=v.counter_update_s, interior=interior, interval=interval,
-                                                 reach=FIT_REACH_S, guard=TAIL_GUARD_S), "",
+                                                 reach=FIT_REACH_S, guard=TAIL_GUARD_S,
+                                                 edge_note=_edge_note(v.settings.edge_idle_s, interval)), "",
               "| workload | R | burst time | run A | idle power | burst power | counter bound | tail | idle mismatch "
               "| boundaries |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -181,8 +194,10 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
     lines += _error_table(v, "window")
     lines += ["", "## Error against the truth: burst plus its tail", "",
               f"The same truth; each method over the window and the {v.tail_s:g} s after it, less the truth's idle "
-              f"power x {v.tail_s:g} s. Only burst and square windows followed by at least {v.tail_s:g} s of idle "
-              "(so none of the faster square waves); `ctr@edges` cannot be extended (host reads).", ""]
+              f"power x {v.tail_s:g} s. Only burst and square windows with at least {v.tail_s:g} s of idle after "
+              "them and before them (else the window already holds the previous burst's tail, and extending it "
+              "would count two; so none of the faster square waves); `ctr@edges` cannot be extended (host "
+              "reads).", ""]
     lines += _error_table(v, "tail")
     lines += ["", "Every window's numbers, both views: `windows.csv`; per method: `validation.csv` (window only), "
               "`validation_with_tail.csv`; the truth's runs: `truth.csv`; the run: `run.json`; raw traces: "

@@ -100,7 +100,7 @@ class WindowResult:
     """The burst's length by CUDA events beside its marks (NaN for steady windows, the fake)."""
     tail_s: float = NAN
     """tau of the tail-inclusive view (NaN where the window has none: steady windows, and
-    bursts followed by less than tau of idle)."""
+    bursts with less than tau of idle after or before them, e.g. fast square waves)."""
     energy_tail_j: dict[str, float] = field(default_factory=dict)
     """Each method over [start, end + tau] less the idle power (the truth's, from run B) times
     tau: the energy the burst caused, tail included, like the truth (NaN where not defined)."""
@@ -174,7 +174,10 @@ def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
         spans = [(item.length_s, b.start_ns, b.end_ns, (b.counter_before_j, b.counter_after_j), b.events_s)
                  for b in result.bursts]
         nexts = [b.start_ns for b in result.bursts[1:]] + [result.run_a[1]]
-        gaps_after = [n - b.end_ns for b, n in zip(result.bursts, nexts)]
+        previous = [result.run_a[0]] + [b.end_ns for b in result.bursts[:-1]]
+        # The tail view needs tau of idle after the window, and tau before it too: else the
+        # window already holds the previous burst's tail, and extending it would count two.
+        gaps_after = [min(n - b.end_ns, b.start_ns - e) for b, n, e in zip(result.bursts, nexts, previous)]
     elif item.kind == "steady":
         (burst,) = result.bursts
         for length in item.tile_lengths_s:
