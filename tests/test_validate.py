@@ -251,7 +251,9 @@ def test_truth_estimator_agrees_with_the_exact_truth(fake_run):
         assert relative <= truth.counter_bound + 1e-6  # the printed bound holds
     for r in validation.items:
         if r.truth is not None:
-            assert r.truth.idle_w == pytest.approx(IDLE_W, rel=0.01)
+            # Idle power is a slope through counter readings 1 s apart whose stamps jitter by
+            # the fake's 20 ms update; it enters a burst's truth only times its gap.
+            assert r.truth.idle_w == pytest.approx(IDLE_W, rel=0.03)
             assert r.truth.burst_w == pytest.approx(LOAD_W, rel=0.005)
             assert r.truth.counter_bound < 0.0045
 
