@@ -39,7 +39,7 @@ struct SamplerOptions {
   std::int64_t counter_interval_ns = 1'000'000'000; // energy counter (~4 ms of CPU a read)
   std::int64_t keepalive_ns = 100'000'000;          // keep an unchanged value this often
   std::int64_t gap_threshold_ns = 250'000'000;      // driver samples further apart = lost
-  std::int64_t calibration_min_span_ns = 2'000'000'000;
+  std::int64_t calibration_min_span_ns = 30'000'000'000;
   // The counter changes every ~100 ms, so a read returns a value that is on average half
   // of that old; its time stamp is moved back by this much.
   std::int64_t counter_lag_ns = 50'000'000;

@@ -254,7 +254,9 @@ class Meter:
     fresh readings at once. The defaults keep the thread near 1 % of one core.
     ``counter_lag_s``: how old a counter value is on average when read (half its ~100 ms
     update period). ``calibration_min_span_s``: how long the counter must have been read
-    before the headline scales the driver samples to it. ``nvml_library``: another
+    before the headline scales the driver samples to it: each end of the span may be off by
+    ~50 ms of power, so a short span would make the scale worse than none (before that the
+    headline is the driver samples alone). ``nvml_library``: another
     libnvidia-ml (default $ECOMEASURE_NVML_LIBRARY, else libnvidia-ml.so.1).
 
     >>> with Meter() as meter:                                   # doctest: +SKIP
@@ -266,7 +268,7 @@ class Meter:
     def __init__(self, devices: Iterable[int] | None = None, *, poll_interval_s: float = 0.01,
                  drain_interval_s: float = 0.2, counter_interval_s: float = 1.0,
                  keepalive_s: float = 0.1, gap_threshold_s: float = 0.25,
-                 calibration_min_span_s: float = 2.0, counter_lag_s: float = 0.05,
+                 calibration_min_span_s: float = 30.0, counter_lag_s: float = 0.05,
                  nvml_library: str | os.PathLike[str] | None = None,
                  start: bool = True) -> None:
         for label, value in [("poll_interval_s", poll_interval_s), ("drain_interval_s", drain_interval_s),

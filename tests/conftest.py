@@ -91,4 +91,5 @@ RICH_PROFILE = Profile(
 
 @pytest.fixture(scope="session")
 def rich_recording(fake_nvml_dir) -> Recording:
-    return record(fake_nvml_dir, RICH_PROFILE, 9.0)
+    # A 2 s calibration span (default 30 s), so that 9 s of recording exercise it.
+    return record(fake_nvml_dir, RICH_PROFILE, 9.0, meter_kwargs={"calibration_min_span_s": 2.0})

@@ -145,6 +145,11 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
     """Energies of the idle window and of every iteration's windows, by both methods."""
     idle_s = idle_end_s - idle_start_s
     if meter is not None:
+        if run.iterations:
+            # Wait for readings past the last window, then stop: every figure below is then
+            # what the saved traces give (the headline's calibration spans the whole trace).
+            meter.measure_ns(run.iterations[-1].end_ns, run.iterations[-1].end_ns)
+        meter.stop()
         if idle_s > 0:
             run.idle_power_w = meter.measure(idle_start_s, idle_end_s, "idle").energy_j / idle_s
         for it in run.iterations:
