@@ -178,8 +178,7 @@ void Sampler::stop() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::lock_guard<std::mutex> lock(mutex_);
-  stopped_ns_ = monotonic_ns();
-  run_ns_before_ += stopped_ns_ - started_ns_;
+  run_ns_before_ += monotonic_ns() - started_ns_;
   running_ = false;
   data_.notify_all();
 }

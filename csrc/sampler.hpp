@@ -66,7 +66,6 @@ class Sampler {
 
   const std::vector<DeviceInfo>& devices() const { return infos_; }
   const std::string& driver_version() const { return driver_version_; }
-  const SamplerOptions& options() const { return options_; }
 
   // `device` is the position in devices(), not the NVML index.
   SourceStatus status(std::size_t device, Source s) const;
@@ -126,7 +125,7 @@ class Sampler {
   std::atomic<std::int64_t> wall_offset_ns_{0};
   std::atomic<std::int64_t> cpu_ns_{0};
   std::atomic<std::uint64_t> loops_{0};
-  std::int64_t started_ns_ = 0, stopped_ns_ = 0, run_ns_before_ = 0;
+  std::int64_t started_ns_ = 0, run_ns_before_ = 0;  // for stats(): time spent running
 };
 
 }  // namespace ecomeasure
