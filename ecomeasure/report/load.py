@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.results import parse_float  # the reader of the files the bench writes
+
 SEED_LABEL = "seed (published, not measured by ecomeasure)"
 """How the seed's published numbers are labelled wherever they appear."""
 
@@ -75,14 +77,6 @@ COLUMNS: dict[str, MethodColumns] = {
 
 class ReportInputError(ValueError):
     """A results directory that is missing, empty or malformed (one line, for the CLI)."""
-
-
-def parse_float(cell: str | None) -> float:
-    """A CSV cell as a float; NaN if empty or not a number."""
-    try:
-        return float(cell) if cell not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
