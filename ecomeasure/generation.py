@@ -1,11 +1,20 @@
 """The seed's generation, made exact: its prompt, greedy decoding forced to a fixed length,
 and marks on the GPU stream at the start, at the first generated token and at the end.
 
+Two decode regimes produce the same tokens:
+
+- ``eager``: the seed's ``model.generate`` (dynamic KV cache, one Python pass per token). At
+  batch size 1 it is bound by the host's Python: the GPU waits for the next launch.
+- ``graph``: a static KV cache and the per-token step captured once in a CUDA graph and
+  replayed, so the host only queues replays and the GPU runs back to back
+  (``StaticDecoder``). On the CPU the same static-cache step runs uncaptured.
+
 The first-token mark splits each iteration into prefill (prompt processing, up to the first
 token) and decode (the remaining tokens); both are windows on the meter's clock.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +131,9 @@ class Timing:
     end: Mark
     tokens: int
     """Generated tokens, all sequences."""
+    token_ids: Any = None
+    """The generated ids, ``[batch, new_tokens]``, on the model's device (read them only
+    after the measurement: copying them to the host waits for the GPU)."""
 
     def times_ns(self, timeout_s: float = 60.0) -> tuple[int, int, int]:
         """(begin, first token, end) on the meter's clock; waits for the GPU to pass them.
@@ -151,4 +163,158 @@ def generate(model: Any, prompt: Prompt, new_tokens: int, stream: Any = None) ->
     per_sequence = int(output.shape[1]) - prompt.prompt_tokens
     if per_sequence != new_tokens or first.mark is None:
         raise GenerationLengthError(f"asked for {new_tokens} new tokens per sequence, got {per_sequence}")
-    return Timing(begin, first.mark, end, per_sequence * prompt.batch_size)
+    return Timing(begin, first.mark, end, per_sequence * prompt.batch_size, output[:, prompt.prompt_tokens:])
+
+
+REGIMES: tuple[str, ...] = ("eager", "graph")
+"""Decode regimes: ``eager`` (``model.generate``) and ``graph`` (``StaticDecoder``)."""
+
+
+class GraphUnavailableError(RuntimeError):
+    """The decode step of this model cannot be captured in a CUDA graph (or its replay does
+    not reproduce the uncaptured step); the message says why."""
+
+
+def banned_token_ids(model: Any) -> list[int]:
+    """Ids that forced-length greedy decoding never picks: the EOS ids, as ``generate``
+    bans them while ``min_new_tokens`` is not reached."""
+    eos = generation_config(model, 1).eos_token_id
+    return sorted(set(_as_list(eos)))
+
+
+class StaticDecoder:
+    """Greedy decoding of a fixed number of tokens over a static KV cache, with the
+    per-token step captured in a CUDA graph.
+
+    The step reads the current token and its position from fixed tensors and writes the
+    next token back into them, so a replay needs nothing from the host: the host queues
+    ``new_tokens - 1`` replays and never waits for the GPU. The prompt (prefill) runs
+    uncaptured (its shape differs from a step's). ``capture=False`` runs the same step
+    without a graph (the CPU, or to check a capture).
+
+    Construct it once per (model, prompt); ``generate`` may then run any number of times for
+    up to ``max_new_tokens`` tokens.
+    """
+
+    def __init__(self, model: Any, prompt: Prompt, max_new_tokens: int, *, capture: bool = True) -> None:
+        import torch
+        from transformers import StaticCache
+
+        self.model, self.prompt = model, prompt
+        self.max_new_tokens = max_new_tokens
+        device = prompt.input_ids.device
+        batch = prompt.batch_size
+        self.cache = StaticCache(config=model.config, max_cache_len=prompt.prompt_tokens + max_new_tokens)
+        # transformers renamed ``past_key_values`` to ``cache`` (5.2x); pass whichever it takes.
+        self._cache_argument = ("cache" if "cache" in inspect.signature(model.forward).parameters
+                                else "past_key_values")
+        self._banned = torch.tensor(banned_token_ids(model), dtype=torch.long, device=device)
+        self._prefill_positions = torch.arange(prompt.prompt_tokens, device=device)
+        # The step's fixed inputs and outputs (a CUDA graph replays on fixed addresses).
+        self._token = torch.zeros((batch, 1), dtype=torch.long, device=device)
+        self._position = torch.zeros((1,), dtype=torch.long, device=device)
+        self._out = torch.zeros((batch, max_new_tokens), dtype=torch.long, device=device)
+        self._first_column = prompt.prompt_tokens - 1  # position of the token that made out[:, 0]
+        self.graph: Any = None
+        if capture:
+            self._capture()
+
+    # the computation --------------------------------------------------------------------
+    def _pick(self, logits: Any) -> Any:
+        """Greedy choice from the last position's logits, EOS banned (as ``generate`` does
+        under ``min_new_tokens``); in float32, as ``generate`` compares them."""
+        import torch
+        scores = logits[:, -1, :].float()
+        if self._banned.numel():
+            scores.index_fill_(-1, self._banned, -torch.inf)
+        return scores.argmax(dim=-1, keepdim=True)
+
+    def _prefill(self) -> None:
+        self.cache.reset()  # in place: the captured step keeps its addresses
+        logits = self.model(input_ids=self.prompt.input_ids, cache_position=self._prefill_positions,
+                            use_cache=True, logits_to_keep=1, **{self._cache_argument: self.cache}).logits
+        first = self._pick(logits)
+        self._token.copy_(first)
+        self._out[:, :1].copy_(first)
+        self._position.fill_(self.prompt.prompt_tokens)
+
+    def _step(self) -> None:
+        """One token: from ``_token`` at ``_position`` to the next token, written into
+        ``_token`` and into column ``position - prompt + 1`` of ``_out``."""
+        logits = self.model(input_ids=self._token, cache_position=self._position, use_cache=True,
+                            **{self._cache_argument: self.cache}).logits
+        nxt = self._pick(logits)
+        self._out.index_copy_(1, self._position - self._first_column, nxt)
+        self._token.copy_(nxt)
+        self._position.add_(1)
+
+    # capture ------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        """Warm the step up on a side stream (lazy initialisations, library handles), capture
+        it, then check that replays give the same tokens as the uncaptured step."""
+        import torch
+
+        steps = min(self.max_new_tokens, 8) - 1
+        try:
+            with torch.inference_mode():
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self._prefill()
+                    for _ in range(3):
+                        self._step()
+                torch.cuda.current_stream().wait_stream(side)
+                torch.cuda.synchronize()
+                self._prefill()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self._step()
+                torch.cuda.synchronize()
+        except Exception as exc:  # noqa: BLE001 - any failure to capture is the reason recorded
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # let queued work finish before the reason is recorded
+            raise GraphUnavailableError(f"capture failed: {type(exc).__name__}: {_short(exc)}") from None
+        self.graph = graph
+        # A replay must reproduce the uncaptured step (a kernel reading host state, or one
+        # that allocates, would be captured with stale values and replay wrong tokens).
+        with torch.inference_mode():
+            self.graph, uncaptured = None, self._decode_ids(steps)
+            self.graph, captured = graph, self._decode_ids(steps)
+        if not torch.equal(uncaptured, captured):
+            differs = int((uncaptured != captured).any(dim=0).nonzero()[0])
+            self.graph = None
+            raise GraphUnavailableError(f"replays differ from the uncaptured step at token {differs}")
+
+    def _decode_ids(self, steps: int) -> Any:
+        self._prefill()
+        for _ in range(steps):
+            self._advance()
+        return self._out[:, :steps + 1].clone().cpu()
+
+    def _advance(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._step()
+
+    # generation ---------------------------------------------------------------------------
+    def generate(self, new_tokens: int, stream: Any = None) -> Timing:
+        """``new_tokens`` greedy tokens per sequence of the prompt, with marks at the start,
+        at the first token (after the prefill) and at the end, on ``stream``. Returns as
+        soon as the work is queued."""
+        import torch
+
+        if not 1 <= new_tokens <= self.max_new_tokens:
+            raise ValueError(f"new_tokens must be 1..{self.max_new_tokens}, not {new_tokens}")
+        with torch.inference_mode():
+            begin = Mark(stream)
+            self._prefill()
+            first = Mark(stream)
+            for _ in range(new_tokens - 1):
+                self._advance()
+            end = Mark(stream)
+        return Timing(begin, first, end, new_tokens * self.prompt.batch_size, self._out[:, :new_tokens])
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

@@ -36,6 +36,9 @@ class FixtureConfig:
     noise: float = 0.02  # relative SD of per-iteration energy
 
 
+BYTES_PER_PARAM = {"fp16": 2.0, "bf16": 2.0, "nf4": 0.5, "int8": 1.0, "int8_pure": 1.0}
+
+
 def _cell(x) -> str:
     if x is None:
         return ""
@@ -181,7 +184,14 @@ def write_results_dir(root: str | Path, configs: list[FixtureConfig], *, iterati
             "prefill_s_mean": _mean(col("prefill_s")), "prefill_energy_j_mean": _mean(col("prefill_energy_j")),
             "decode_s_mean": _mean(col("decode_s")), "decode_energy_j_mean": _mean(col("decode_energy_j")),
             "traces": f"traces/{stem}.npz" if traces else "",
+            "regime": "eager",
         }
+        # A decode step's floor: every weight read once at an H200's 4.8 TB/s.
+        step_s = c.batch_size / row["throughput_tok_s_mean"]
+        floor_s = c.params_b * 1e9 * BYTES_PER_PARAM.get(c.quant, 2.0) / 4.8e12
+        row.update(decode_ms_per_step_mean=1e3 * step_s, bytes_per_step=round(floor_s * 4.8e12),
+                   memory_bandwidth_gb_s=4800.0, bandwidth_source="datasheet",
+                   bandwidth_floor_ms_per_step=1e3 * floor_s, bandwidth_floor_fraction=floor_s / step_s)
         key = (c.gpu_name, c.model, c.batch_size)
         if c.quant == "fp16":
             fp16_rows[key] = row

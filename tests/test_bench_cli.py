@@ -20,6 +20,7 @@ from test_bench_columns import (SMOKE_ARGS, documented_iteration_columns,  # noq
 POWER_W = 150.0
 BATCH_SIZES = (1, 2)
 QUANTS = ("fp16", "bf16")
+REGIMES = ("eager", "graph")
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,8 @@ def test_output_files_have_the_documented_columns(run):
 
 
 def test_one_row_per_configuration(run):
-    keys = [(r["model"], r["quant"], int(r["batch_size"])) for r in run.rows]
-    assert keys == [("tiny-llama-test", q, bs) for q in QUANTS for bs in BATCH_SIZES]
+    keys = [(r["model"], r["quant"], int(r["batch_size"]), r["regime"]) for r in run.rows]
+    assert keys == [("tiny-llama-test", q, bs, regime) for q in QUANTS for bs in BATCH_SIZES for regime in REGIMES]
     for r in run.rows:
         assert r["status"] == "ok" and r["error"] == ""
         assert r["weights"] == "random" and r["device"] == "cpu"
@@ -102,7 +103,8 @@ def test_iteration_energy_matches_the_profile(run, fake):
 
 def test_summary_rows_follow_from_the_iterations(run):
     for r in run.rows:
-        its = [i for i in run.iterations if (i["quant"], i["batch_size"]) == (r["quant"], r["batch_size"])]
+        its = [i for i in run.iterations
+               if (i["quant"], i["batch_size"], i["regime"]) == (r["quant"], r["batch_size"], r["regime"])]
         per_1k = [f(i["energy_j"]) * 1000 / int(i["tokens"]) for i in its]
         net_per_1k = [f(i["energy_net_j"]) * 1000 / int(i["tokens"]) for i in its]
         ref_per_1k = [f(i["ref_energy_j"]) * 1000 / int(i["tokens"]) for i in its]
@@ -121,9 +123,9 @@ def test_summary_rows_follow_from_the_iterations(run):
         for source in ("samples", "instant", "average", "counter"):
             assert r[f"energy_j_per_1k_{source}"] != ""
         assert f(r["prefill_s_mean"]) > 0 and f(r["decode_energy_j_mean"]) > 0
-    by_key = {(r["quant"], r["batch_size"]): r for r in run.rows}
-    for bs in map(str, BATCH_SIZES):
-        fp16, bf16 = by_key[("fp16", bs)], by_key[("bf16", bs)]
+    by_key = {(r["quant"], r["batch_size"], r["regime"]): r for r in run.rows}
+    for bs, regime in ((bs, regime) for bs in map(str, BATCH_SIZES) for regime in REGIMES):
+        fp16, bf16 = by_key[("fp16", bs, regime)], by_key[("bf16", bs, regime)]
         assert f(fp16["delta_vs_fp16_pct"]) == 0
         assert f(bf16["delta_vs_fp16_pct"]) == pytest.approx(
             100 * (f(bf16["energy_j_per_1k_mean"]) / f(fp16["energy_j_per_1k_mean"]) - 1), rel=1e-6)
@@ -141,7 +143,7 @@ def test_traces_recompute_the_figures(run):
         data = np.loadtxt(lines[1:], delimiter=",", ndmin=2)
         t_ns, power_w = np.round(data[:, 0] * 1e9).astype(np.int64), data[:, 1]
         for it in run.iterations:
-            if (it["quant"], it["batch_size"]) != (r["quant"], r["batch_size"]):
+            if (it["quant"], it["batch_size"], it["regime"]) != (r["quant"], r["batch_size"], r["regime"]):
                 continue
             start, end = f(it["start_s"]), f(it["end_s"])
             assert traces.measure(start, end).energy_j == pytest.approx(f(it["energy_j"]), rel=1e-6)
@@ -155,9 +157,9 @@ def test_run_file_records_the_configuration(run):
     assert info["config"]["new_tokens"] == 8 and info["protocol"]["idle_s"] == 0.5
     assert info["environment"]["hardware"]["gpu"]["name"] == "Fake H200 (scripted)"
     assert info["environment"]["versions"]["transformers_version"]
-    assert info["interrupted"] is False and info["written"] == 4
+    assert info["interrupted"] is False and info["written"] == 8
     configs = info["configurations"]
-    assert [c["status"] for c in configs] == ["ok"] * 4
+    assert [c["status"] for c in configs] == ["ok"] * 8
     assert all(c["meter"]["capabilities"]["0"]["samples"]["available"] for c in configs)
     assert all(c["reference"]["samples"] > 0 for c in configs)
 
@@ -173,18 +175,38 @@ def test_rerun_skips_finished_rows_and_redo_appends(run, fake, tmp_path):
     args = [*run.args[:run.args.index("--out")], "--out", str(out), *run.args[run.args.index("--out") + 2:]]
     again = run_cli(args, fake.env)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("skip tiny-llama-test") == 4
-    assert len(read_csv(out / "results.csv")[1]) == 4 and len(read_csv(out / "iterations.csv")[1]) == 8
+    assert again.stderr.count("skip tiny-llama-test") == 8
+    assert len(read_csv(out / "results.csv")[1]) == 8 and len(read_csv(out / "iterations.csv")[1]) == 16
     assert "tiny-llama-test" in again.stdout  # the summary still shows the sweep
 
-    redo = run_cli([*SMOKE_ARGS, "--quant", "bf16", "--batch-size", "1", "--idle-seconds", "0.2", "--redo",
+    redo = run_cli([*SMOKE_ARGS, "--quant", "bf16", "--batch-size", "1", "--regime", "eager", "--idle-seconds", "0.2",
+                    "--redo",
                     "--out", str(out), "--weights-dir", args[args.index("--weights-dir") + 1]], fake.env)
     assert redo.returncode == 0, redo.stderr
     rows = read_csv(out / "results.csv")[1]
-    assert len(rows) == 5 and rows[-1]["quant"] == "bf16" and rows[-1]["status"] == "ok"
-    assert rows[-1]["traces"] == "traces/tiny-llama-test_bf16_bs1-2.npz"  # the first run's traces are kept
-    # The delta compares with the fp16 row of the same batch size already in the file.
-    fp16 = next(r for r in rows if (r["quant"], r["batch_size"]) == ("fp16", "1"))
+    assert len(rows) == 9 and rows[-1]["quant"] == "bf16" and rows[-1]["status"] == "ok"
+    assert rows[-1]["traces"] == "traces/tiny-llama-test_bf16_bs1_eager-2.npz"  # the first run's traces are kept
+    # The delta compares with the fp16 row of the same batch size and regime already in the file.
+    fp16 = next(r for r in rows if (r["quant"], r["batch_size"], r["regime"]) == ("fp16", "1", "eager"))
     assert f(rows[-1]["delta_vs_fp16_pct"]) == pytest.approx(
         100 * (f(rows[-1]["energy_j_per_1k_mean"]) / f(fp16["energy_j_per_1k_mean"]) - 1), rel=1e-6)
     assert len(list(out.glob("run-*.json"))) == 3
+
+
+def test_both_regimes_generate_the_same_tokens(run):
+    graph = [r for r in run.rows if r["regime"] == "graph"]
+    assert len(graph) == len(QUANTS) * len(BATCH_SIZES)
+    assert all(r["same_tokens_as_eager"] == "True" for r in graph), [r.get("notes") for r in graph]
+    assert all(r["same_tokens_as_eager"] == "" for r in run.rows if r["regime"] == "eager")
+
+
+def test_rows_carry_the_decode_step_and_the_outlier_flags(run):
+    for r in run.rows:
+        steps = 8 - 1
+        assert f(r["decode_ms_per_step_mean"]) == pytest.approx(1e3 * f(r["decode_s_mean"]) / steps, rel=1e-6)
+        assert r["bandwidth_source"] == "unknown" and r["bandwidth_floor_fraction"] == ""  # the CPU
+        assert int(r["bytes_per_step"]) > 0
+        flagged = {i["iteration"] for i in run.iterations
+                   if (i["quant"], i["batch_size"], i["regime"]) == (r["quant"], r["batch_size"], r["regime"])
+                   and i["outlier"] == "True"}
+        assert set(filter(None, r["outlier_iterations"].split(";"))) == flagged

@@ -18,7 +18,7 @@ import ecomeasure.weights  # noqa: E402
 from ecomeasure import quant  # noqa: E402
 from ecomeasure.bench import main  # noqa: E402
 
-FAST = [*SMOKE_ARGS, "--idle-seconds", "0.1"]
+FAST = [*SMOKE_ARGS, "--idle-seconds", "0.1", "--regime", "eager"]
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,22 @@ def test_ctrl_c_keeps_finished_rows_and_resume_skips_them(bench, monkeypatch, ca
     assert [(r["quant"], r["status"]) for r in rows] == [("fp16", "ok"), ("bf16", "ok")]
     _, iterations = read_csv(bench.out / "iterations.csv")
     assert [i["quant"] for i in iterations] == ["fp16", "fp16", "bf16", "bf16"]
+
+
+def test_a_step_that_cannot_be_captured_gives_an_unavailable_graph_row(bench, monkeypatch, capsys):
+    # Capturing on the CPU fails for real (there is no CUDA): the graph row must say why,
+    # the eager row is measured, nothing runs eagerly in the graph's place, and it is no error.
+    real = ecomeasure.generation.StaticDecoder
+    monkeypatch.setattr(ecomeasure.generation, "StaticDecoder",
+                        lambda *args, capture, **kwargs: real(*args, capture=True, **kwargs))
+    assert bench("--regime", "eager", "graph") == 0
+    assert "graph unavailable: capture failed" in capsys.readouterr().err
+    _, rows = read_csv(bench.out / "results.csv")
+    assert [(r["regime"], r["status"]) for r in rows] == [("eager", "ok"), ("graph", "unavailable")]
+    assert rows[1]["error"].startswith("graph unavailable: capture failed: ")
+    assert rows[1]["throughput_tok_s_mean"] == ""
+    _, iterations = read_csv(bench.out / "iterations.csv")
+    assert {i["regime"] for i in iterations} == {"eager"}
+    # Unavailable is a finding, not a failure: a rerun skips it (--redo would try again).
+    assert bench("--regime", "eager", "graph") == 0
+    assert "skip tiny-llama-test fp16 bs=1 graph" in capsys.readouterr().err

@@ -15,7 +15,8 @@ from ecomeasure.report.__main__ import main
 from report_fixture import (FIXTURE_GPU, ITERATION_COLUMNS, RESULT_COLUMNS, FixtureConfig,
                             failing_configs, holding_configs, write_results_dir)
 
-PNGS = ("energy_by_config.png", "nf4_crossover.png", "throughput_vs_energy.png", "power_trace.png")
+PNGS = ("energy_by_config.png", "nf4_crossover.png", "throughput_vs_energy.png", "energy_vs_bandwidth_floor.png",
+        "power_trace.png")
 FILES = ("report.md", "tables.csv", "statistics.csv", "findings.csv", *PNGS)
 FAILED = FixtureConfig("qwen2-7b", 7.6, "nf4", status="failed")
 

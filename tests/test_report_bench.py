@@ -6,6 +6,7 @@ import csv
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from ecomeasure.report.__main__ import main
 from fakes import Profile, build_fake_nvml, clean_environ, fake_env
 
 ROOT = Path(__file__).resolve().parents[1]
-PNGS = ("energy_by_config.png", "nf4_crossover.png", "throughput_vs_energy.png", "power_trace.png")
+PNGS = ("energy_by_config.png", "nf4_crossover.png", "throughput_vs_energy.png", "energy_vs_bandwidth_floor.png",
+        "power_trace.png")
+REGIMES = ("eager", "graph")
 
 pytestmark = [
     pytest.mark.slow,
@@ -61,28 +64,35 @@ def test_report_of_real_bench_output(bench_dir):
 
     iterations = read_csv(bench_dir / "iterations.csv")
     written = read_csv(out / "statistics.csv")
-    assert {(r["quant"], r["method"], r["basis"]) for r in written} == {
-        ("bf16", m, b) for m in ("native", "ref") for b in ("gross", "net")}
+    # The two regimes are two datasets, side by side; each is compared with its own fp16.
+    label = {regime: f"{bench_dir} · {regime}" for regime in REGIMES}
+    assert {(r["dataset"], r["quant"], r["method"], r["basis"]) for r in written} == {
+        (label[regime], "bf16", m, b) for regime in REGIMES for m in ("native", "ref") for b in ("gross", "net")}
+    assert "## Side by side" in md and all(label[regime] in md for regime in REGIMES)
     column = {("native", "gross"): "energy_j", ("native", "net"): "energy_net_j",
               ("ref", "gross"): "ref_energy_j", ("ref", "net"): "ref_energy_net_j"}
     for row in written:
+        regime = next(k for k, v in label.items() if v == row["dataset"])
+
         def energy(quant):
             return np.array([float(r[column[(row["method"], row["basis"])]]) / float(r["tokens"]) * 1000
-                             for r in iterations if r["quant"] == quant])
+                             for r in iterations if (r["quant"], r["regime"]) == (quant, regime)])
         x, y = energy("bf16"), energy("fp16")
         assert int(row["n"]) == x.size == 3
         assert float(row["energy_j_per_1k_mean"]) == pytest.approx(x.mean(), rel=1e-9, abs=1e-12)
         if np.var(x) > 0 or np.var(y) > 0:
-            expected = stats.ttest_ind(x, y, equal_var=False).pvalue
+            with warnings.catch_warnings():  # nearly identical samples: scipy warns, the value stands
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = stats.ttest_ind(x, y, equal_var=False).pvalue
             assert float(row["welch_p"]) == pytest.approx(expected, rel=1e-6)
         if np.std(x) > 0:
             low, high = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
             assert float(row["ci95_low"]) == pytest.approx(low, rel=1e-6, abs=1e-12)
             assert float(row["ci95_high"]) == pytest.approx(high, rel=1e-6, abs=1e-12)
 
-    tables = {(r["quant"], r["method"]): r for r in read_csv(out / "tables.csv")}
+    tables = {(r["dataset"], r["quant"], r["method"]): r for r in read_csv(out / "tables.csv")}
     for r in read_csv(bench_dir / "results.csv"):
-        mine = tables[(r["quant"], "native")]
+        mine = tables[(label[r["regime"]], r["quant"], "native")]
         assert float(mine["energy_j_per_1k_mean"]) == pytest.approx(float(r["energy_j_per_1k_mean"]))
     findings = read_csv(out / "findings.csv")
     assert {f["verdict"] for f in findings} == {"not testable here"}  # fp16 and bf16 only

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import models, quant
+from .. import generation, models, quant
 from .display import Display
 from .results import HeaderMismatchError, ResultsDir
 from .runner import Protocol
@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"one or more of: {', '.join(quant.QUANTS)} (default: fp16)")
     what.add_argument("--batch-size", nargs="+", type=_positive_int, default=[1], metavar="N",
                       help="one or more batch sizes (default: 1)")
+    what.add_argument("--regime", nargs="+", choices=generation.REGIMES, default=list(generation.REGIMES),
+                      metavar="REGIME",
+                      help="decode regimes: eager (the seed's model.generate, host-bound at small "
+                           "batch sizes) and/or graph (static KV cache, each token's step replayed "
+                           "from a CUDA graph: GPU-bound) (default: both)")
     what.add_argument("--list-models", action="store_true", help="list the model aliases and exit")
     proto = p.add_argument_group("protocol (defaults: the seed study's)")
     proto.add_argument("--new-tokens", type=_positive_int, default=256, help="tokens generated per sequence (256)")
@@ -173,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = SweepOptions(
         models=tuple(args.model), quants=tuple(args.quant), batch_sizes=tuple(args.batch_size),
+        regimes=tuple(args.regime),
         protocol=Protocol(new_tokens=args.new_tokens, warmup=args.warmup, warmup_tokens=args.warmup_tokens,
                           iterations=args.iterations, idle_s=args.idle_seconds),
         redo=args.redo, weights_dir=args.weights_dir, weights_mode=args.weights, seed=args.seed)
@@ -207,11 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_summary(display: Display, sweep: Sweep, store: ResultsDir) -> None:
     """The latest row of every configuration of this sweep (run now or found on disk)."""
-    wanted = set(sweep.written) | set(sweep.failed) | set(sweep.skipped)
-    latest: dict[tuple[str, str, int], dict[str, str]] = {}
+    wanted = set(sweep.written) | set(sweep.failed) | set(sweep.unavailable) | set(sweep.skipped)
+    latest: dict[tuple[str, str, int, str], dict[str, str]] = {}
     for row in store.rows():
         try:
-            key = (row["model"], row["quant"], int(row["batch_size"]))
+            key = (row["model"], row["quant"], int(row["batch_size"]), row["regime"])
         except (KeyError, ValueError):
             continue
         if key in wanted and row.get("device") == sweep.device_column and \

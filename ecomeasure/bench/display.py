@@ -26,6 +26,12 @@ def _pct(cell: str | None) -> str:
     return "-" if math.isnan(value) else f"{round(value, 1) + 0.0:+.1f} %"
 
 
+def _pct_of(cell: str | None) -> str:
+    """A share (0..1) as a percentage."""
+    value = parse_float(cell)
+    return "-" if math.isnan(value) else f"{100 * value:.0f} %"
+
+
 class Display:
     """Log lines and progress on stderr (so stdout holds only the summary)."""
 
@@ -34,7 +40,7 @@ class Display:
         # Piped or captured output is not a terminal: rich would squeeze the table into 80.
         self.out = Console()
         if not self.out.is_terminal:
-            self.out = Console(width=160)
+            self.out = Console(width=200)
         self._progress: Progress | None = None
 
     def log(self, message: str) -> None:
@@ -57,18 +63,22 @@ class Display:
     def summary(self, rows: Sequence[Mapping[str, str]], title: str) -> None:
         """The seed's table, with both methods: one line per configuration."""
         table = Table(title=title, title_justify="left")
-        for name, justify in [("model", "left"), ("quant", "left"), ("bs", "right"),
-                              ("tok/s", "right"), ("CV %", "right"), ("J/1k native", "right"),
+        for name, justify in [("model", "left"), ("quant", "left"), ("bs", "right"), ("regime", "left"),
+                              ("tok/s", "right"), ("tok/s CV %", "right"), ("of floor", "right"),
+                              ("GPU busy", "right"), ("J/1k native", "right"),
                               ("J/1k net", "right"), ("J/1k ref", "right"), ("ref vs native", "right"),
                               ("vs fp16", "right"), ("method", "left")]:
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for r in rows:
             if r.get("status") != "ok":
-                table.add_row(r["model"], r["quant"], r["batch_size"], "[red]failed[/red]", "", "", "",
-                              "", "", "", Text((r.get("error") or "")[:60]))
+                status = "[red]failed[/red]" if r.get("status") == "failed" else "[yellow]unavailable[/yellow]"
+                table.add_row(r["model"], r["quant"], r["batch_size"], r.get("regime", ""), status,
+                              *[""] * 8, Text((r.get("error") or "")[:60]))
                 continue
-            table.add_row(r["model"], r["quant"], r["batch_size"], _num(r["throughput_tok_s_mean"], 2),
-                          _num(r["energy_cv_pct"], 1), _num(r["energy_j_per_1k_mean"]),
+            table.add_row(r["model"], r["quant"], r["batch_size"], r.get("regime", ""),
+                          _num(r["throughput_tok_s_mean"], 2), _num(r["throughput_cv_pct"], 1),
+                          _pct_of(r.get("bandwidth_floor_fraction")), _pct_of(r.get("gpu_busy_share_mean")),
+                          _num(r["energy_j_per_1k_mean"]),
                           _num(r["energy_net_j_per_1k_mean"]), _num(r["ref_energy_j_per_1k_mean"]),
                           _pct(r["native_vs_ref_pct"]), _pct(r["delta_vs_fp16_pct"]), r.get("method") or "")
         self.out.print(table)

@@ -20,7 +20,7 @@ from typing import Any
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "date", "status", "error", "model", "model_id", "params_b", "weights", "quant", "batch_size",
-    "new_tokens", "iterations", "prompt_tokens", "prompt_tokens_source", "tokens_generated",
+    "regime", "new_tokens", "iterations", "prompt_tokens", "prompt_tokens_source", "tokens_generated",
     "throughput_tok_s_mean", "throughput_tok_s_std", "throughput_cv_pct", "power_w_mean",
     "power_w_std", "energy_j_per_1k_mean", "energy_j_per_1k_std", "energy_cv_pct",
     "energy_net_j_per_1k_mean", "energy_net_j_per_1k_std", "ref_power_w_mean",
@@ -28,16 +28,19 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "native_vs_ref_pct", "idle_power_w", "ref_idle_power_w", "delta_vs_fp16_pct",
     "delta_vs_fp16_net_pct", "method", "energy_j_per_1k_samples", "energy_j_per_1k_instant",
     "energy_j_per_1k_average", "energy_j_per_1k_counter", "prefill_s_mean", "prefill_energy_j_mean",
-    "decode_s_mean", "decode_energy_j_mean", "gpu_name", "gpu_uuid", "driver", "device",
+    "decode_s_mean", "decode_energy_j_mean", "decode_ms_per_step_mean", "bytes_per_step",
+    "memory_bandwidth_gb_s", "bandwidth_source", "bandwidth_floor_ms_per_step", "bandwidth_floor_fraction",
+    "gpu_busy_share_mean", "outlier_iterations", "same_tokens_as_eager", "gpu_name", "gpu_uuid", "driver", "device",
     "torch_version", "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces",
 )
 """Columns of ``results.csv``, in order: one row per (model, quant, batch_size)."""
 
 ITERATION_COLUMNS: tuple[str, ...] = (
-    "model", "quant", "batch_size", "iteration", "start_s", "end_s", "duration_s", "tokens",
+    "model", "quant", "batch_size", "regime", "iteration", "start_s", "end_s", "duration_s", "tokens",
     "throughput_tok_s", "energy_j", "energy_net_j", "method", "energy_j_samples", "energy_j_instant",
     "energy_j_average", "energy_j_counter", "ref_energy_j", "ref_energy_net_j", "ref_samples",
     "prefill_s", "prefill_energy_j", "decode_s", "decode_energy_j", "idle_power_w", "ref_idle_power_w",
+    "gpu_busy_share", "outlier",
 )
 """Columns of ``iterations.csv``: one row per measured iteration."""
 
@@ -122,10 +125,11 @@ class ResultsDir:
                 and all(r.get(k, "") == v for k, v in wanted.items())]
 
     # writing ---------------------------------------------------------------------------
-    def trace_paths(self, model: str, quant: str, batch_size: int) -> tuple[Path, Path]:
+    def trace_paths(self, model: str, quant: str, batch_size: int, regime: str) -> tuple[Path, Path]:
         """Free paths for a configuration's native traces (.npz) and reference samples (.csv):
-        ``traces/<model>_<quant>_bs<N>``, with ``-2``, ``-3``... if a re-run would overwrite."""
-        stem = f"{_safe(model)}_{_safe(quant)}_bs{batch_size}"
+        ``traces/<model>_<quant>_bs<N>_<regime>``, with ``-2``, ``-3``... if a re-run would
+        overwrite."""
+        stem = f"{_safe(model)}_{_safe(quant)}_bs{batch_size}_{_safe(regime)}"
         candidate, k = stem, 1
         while (self.traces_dir / f"{candidate}.npz").exists() or \
                 (self.traces_dir / f"{candidate}_reference.csv").exists():

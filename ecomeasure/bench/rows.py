@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from scipy.stats import median_abs_deviation
+
 from ..meter import SOURCES  # a column each: ``energy_j_<source>``
+from ..roofline import DecodeFloor
 from .results import parse_float
 from .runner import ConfigRun, Iteration, net, source_energy_j
 
@@ -26,6 +29,7 @@ class RowContext:
     model_id: str
     quant: str
     batch_size: int
+    regime: str
     new_tokens: int
     iterations: int
     device: str
@@ -37,13 +41,20 @@ class RowContext:
     weights: str = ""
     prompt_tokens: int | None = None
     prompt_tokens_source: str = ""
+    floor: DecodeFloor | None = None
+    """The memory-bandwidth floor of a decode step (None: unknown)."""
 
     def columns(self) -> dict[str, Any]:
         versions = dict(self.versions or {})
+        floor = self.floor
         return {
             "model": self.model, "model_id": self.model_id, "params_b": self.params_b,
             "weights": self.weights, "quant": self.quant, "batch_size": self.batch_size,
-            "new_tokens": self.new_tokens, "iterations": self.iterations,
+            "regime": self.regime, "new_tokens": self.new_tokens,
+            "bytes_per_step": round(floor.bytes_per_step) if floor else None,
+            "memory_bandwidth_gb_s": floor.bandwidth.bytes_per_s / 1e9 if floor else NAN,
+            "bandwidth_source": floor.bandwidth.source if floor else "",
+            "bandwidth_floor_ms_per_step": floor.floor_s_per_step * 1e3 if floor else NAN, "iterations": self.iterations,
             "prompt_tokens": self.prompt_tokens, "prompt_tokens_source": self.prompt_tokens_source,
             "gpu_name": self.gpu_name, "gpu_uuid": self.gpu_uuid, "driver": self.driver,
             "device": self.device,
@@ -97,11 +108,28 @@ def per_1k(energy_j: float, tokens: int) -> float:
     return energy_j * 1000.0 / tokens if tokens else NAN
 
 
-def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration) -> dict[str, Any]:
+OUTLIER_MADS = 3.0
+"""An iteration whose throughput lies further than this many (normal-scaled) median absolute
+deviations from the median is flagged; it is kept in every figure."""
+
+
+def outliers(values: Sequence[float], mads: float = OUTLIER_MADS) -> list[bool]:
+    """Which values lie beyond ``mads`` scaled MADs of the median (none if the MAD is 0 or
+    there are fewer than three values)."""
+    finite = _finite(values)
+    if len(finite) < 3:
+        return [False] * len(values)
+    center = statistics.median(finite)
+    spread = float(median_abs_deviation(finite, scale="normal"))
+    return [spread > 0 and not math.isnan(v) and abs(v - center) > mads * spread for v in values]
+
+
+def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:
     """One row of iterations.csv."""
     energy_j = it.total.energy_j if it.total is not None else NAN
     return {
-        "model": ctx.model, "quant": ctx.quant, "batch_size": ctx.batch_size, "iteration": it.index,
+        "model": ctx.model, "quant": ctx.quant, "batch_size": ctx.batch_size, "regime": ctx.regime,
+        "iteration": it.index,
         "start_s": it.start_s, "end_s": it.end_s, "duration_s": it.duration_s, "tokens": it.tokens,
         "throughput_tok_s": it.tokens / it.duration_s if it.duration_s > 0 else NAN,
         "energy_j": energy_j, "energy_net_j": net(energy_j, run.idle_power_w, it.duration_s),
@@ -115,7 +143,14 @@ def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration) -> dict[str, A
         "decode_s": it.decode_s,
         "decode_energy_j": it.decode.energy_j if it.decode is not None else NAN,
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
+        "gpu_busy_share": it.gpu_busy_share, "outlier": outlier,
     }
+
+
+def iteration_rows(ctx: RowContext, run: ConfigRun) -> list[dict[str, Any]]:
+    """The iterations.csv rows of a configuration, throughput outliers flagged."""
+    flags = outliers([it.tokens / it.duration_s if it.duration_s > 0 else NAN for it in run.iterations])
+    return [iteration_row(ctx, run, it, flag) for it, flag in zip(run.iterations, flags)]
 
 
 def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mapping[str, Any]],
@@ -125,6 +160,11 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         return [float(r[name]) if r[name] is not None else NAN for r in iteration_rows]
 
     tokens = [r["tokens"] for r in iteration_rows]
+    # A decode step makes one token per sequence: the first token comes from the prefill.
+    steps = ctx.new_tokens - 1
+    step_ms = [1e3 * d / steps if steps > 0 else NAN for d in col("decode_s")]
+    step_ms_mean = mean(step_ms)
+    floor_fraction = ctx.floor.fraction(step_ms_mean / 1e3) if ctx.floor and steps > 0 else NAN
     def col_per_1k(name: str) -> list[float]:
         return [per_1k(e, t) for e, t in zip(col(name), tokens)]
 
@@ -163,10 +203,15 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         **{f"energy_j_per_1k_{s}": mean(col_per_1k(f"energy_j_{s}")) for s in SOURCES},
         "prefill_s_mean": mean(col("prefill_s")), "prefill_energy_j_mean": mean(col("prefill_energy_j")),
         "decode_s_mean": mean(col("decode_s")), "decode_energy_j_mean": mean(col("decode_energy_j")),
+        "decode_ms_per_step_mean": step_ms_mean, "bandwidth_floor_fraction": floor_fraction,
+        "gpu_busy_share_mean": mean(col("gpu_busy_share")),
+        "outlier_iterations": ";".join(str(r["iteration"]) for r in iteration_rows if r["outlier"]),
+        "same_tokens_as_eager": run.same_tokens_as_eager,
         "traces": traces,
     }
 
 
-def failed_row(ctx: RowContext, error: str) -> dict[str, Any]:
-    """The results.csv row of a configuration that could not be measured."""
-    return {**ctx.columns(), "date": utc_now(), "status": "failed", "error": error}
+def failed_row(ctx: RowContext, error: str, status: str = "failed") -> dict[str, Any]:
+    """The results.csv row of a configuration that could not be measured (``failed``) or
+    that its regime cannot run (``unavailable``)."""
+    return {**ctx.columns(), "date": utc_now(), "status": status, "error": error}

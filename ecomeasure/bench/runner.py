@@ -24,6 +24,8 @@ class Protocol:
     warmup_tokens: int = 50
     iterations: int = 10
     idle_s: float = 10.0
+    idle_settle_s: float = 1.0
+    """Wait after the last iteration before the idle window starts."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ class Iteration:
     decode: Measurement | None = None
     ref_energy_j: float = NAN
     ref_samples: int = 0
+
+    @property
+    def gpu_busy_share(self) -> float:
+        """Share of the iteration in which a kernel ran (NVML utilization samples); NaN
+        where the meter has none."""
+        return float(getattr(self.total, "gpu_busy_share", NAN)) if self.total is not None else NAN
 
     @property
     def start_s(self) -> float:
@@ -83,6 +91,9 @@ class ConfigRun:
     meter: Meter | None = None
     reference: ReferenceMeter | None = None
     notes: list[str] = field(default_factory=list)
+    token_ids: Any = None
+    """The last iteration's generated ids (to compare regimes)."""
+    same_tokens_as_eager: bool | None = None
 
 
 def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, ReferenceMeter | None]:
@@ -98,39 +109,43 @@ def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, 
     return meter, reference
 
 
-def run_configuration(model: Any, prompt: generation.Prompt, protocol: Protocol, energy: EnergySetup,
-                      *, stream: Any = None, synchronize: Callable[[], None] = lambda: None,
+def run_configuration(generate: Callable[[int], generation.Timing], protocol: Protocol, energy: EnergySetup,
+                      *, synchronize: Callable[[], None] = lambda: None,
                       step: Callable[[str], None] = lambda _what: None) -> ConfigRun:
-    """Warmup, idle baseline, then the measured iterations of one configuration.
+    """Warmup, the measured iterations, then the idle baseline of one configuration.
 
-    Both meters run from before the warmup to after the last iteration, so their traces
-    hold the whole configuration. The idle baseline is taken after the warmup, right before
-    the iterations: idle power depends on the GPU's recent history (clocks, temperature),
-    so it must be read in the state the iterations run in. ``step`` is called after each
-    unit of work (for a progress bar).
+    ``generate(new_tokens)`` runs one generation (either decode regime) and returns its
+    marks. Both meters run from before the warmup to after the idle window, so their
+    traces hold the whole configuration. No measured iteration starts cold: they follow
+    the warmup directly (an idle window before them let the clocks drop and made the first
+    iteration about twice as long). The idle baseline comes after them, once the GPU has
+    settled for ``idle_settle_s`` (its power stays above idle ~100 ms after the last kernel,
+    and the 1 s average that the reference reads lags a second), so it is read in the
+    state the iterations ran in. ``step`` is called after each unit of work (progress).
     """
     notes: list[str] = []
     meter, reference = _start_meters(energy, notes)
     try:
         for _ in range(protocol.warmup):
-            generation.generate(model, prompt, protocol.warmup_tokens, stream)
+            generate(protocol.warmup_tokens)
             step("warmup")
-        synchronize()
-        idle_start_s = time.monotonic()
-        if protocol.idle_s > 0:
-            time.sleep(protocol.idle_s)
-        idle_end_s = time.monotonic()
-        step("idle")
-
         timings = []
         for _ in range(protocol.iterations):
             synchronize()  # the GPU is idle at each begin mark: iterations never overlap
-            timings.append(generation.generate(model, prompt, protocol.new_tokens, stream))
+            timings.append(generate(protocol.new_tokens))
             step("iteration")
         synchronize()
         iterations = [Iteration(k, *t.times_ns(), t.tokens) for k, t in enumerate(timings)]
+        token_ids = timings[-1].token_ids
+        if protocol.idle_s > 0:
+            idle_start_s = max(time.monotonic(), iterations[-1].end_s + protocol.idle_settle_s)
+            idle_end_s = idle_start_s + protocol.idle_s
+            time.sleep(max(0.0, idle_end_s - time.monotonic()))
+        else:
+            idle_start_s = idle_end_s = time.monotonic()  # no baseline: net figures stay empty
+        step("idle")
         run = ConfigRun(iterations, idle_window_s=(idle_start_s, idle_end_s), meter=meter,
-                        reference=reference, notes=notes)
+                        reference=reference, notes=notes, token_ids=token_ids)
         _measure(run, meter, reference, idle_start_s, idle_end_s)
         return run
     finally:
@@ -148,7 +163,8 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
         if run.iterations:
             # Wait for readings past the last window, then stop: every figure below is then
             # what the saved traces give (the headline's calibration spans the whole trace).
-            meter.measure_ns(run.iterations[-1].end_ns, run.iterations[-1].end_ns)
+            last_ns = max(run.iterations[-1].end_ns, int(idle_end_s * _NS))
+            meter.measure_ns(last_ns, last_ns)
         meter.stop()
         if idle_s > 0:
             run.idle_power_w = meter.measure(idle_start_s, idle_end_s, "idle").energy_j / idle_s
@@ -160,7 +176,7 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
                 run.notes.append(f"iteration {it.index}: the native meter's data do not cover the whole window")
     if reference is not None and run.iterations:
         # The reference needs one reading past each window's end to interpolate it.
-        reference.wait_past(run.iterations[-1].end_s)
+        reference.wait_past(max(run.iterations[-1].end_s, idle_end_s))
         if idle_s > 0:
             run.ref_idle_power_w = reference.power_w(idle_start_s, idle_end_s)
         for it in run.iterations:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import generation, models, weights
+from .. import generation, models, roofline, weights
 from .display import Display
 from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
-from .rows import RowContext, failed_row, iteration_row, summary_row, utc_now
+from .rows import RowContext, failed_row, iteration_rows, summary_row, utc_now
 from .runner import ConfigRun, Protocol, run_configuration
 
 
@@ -27,6 +27,7 @@ class SweepOptions:
     models: tuple[str, ...]
     quants: tuple[str, ...]
     batch_sizes: tuple[int, ...]
+    regimes: tuple[str, ...] = ("eager",)
     protocol: Protocol = Protocol()
     redo: bool = False
     weights_dir: Path | None = None
@@ -75,32 +76,41 @@ class Sweep:
     versions: dict[str, str]
     run_file: Path
     run_info: dict[str, Any]
-    written: list[tuple[str, str, int]] = field(default_factory=list)
-    failed: list[tuple[str, str, int]] = field(default_factory=list)
-    skipped: list[tuple[str, str, int]] = field(default_factory=list)
+    written: list[tuple[str, str, int, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
+    unavailable: list[tuple[str, str, int, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str, int, str]] = field(default_factory=list)
+    # Token ids of the eager run of each (model, quant, batch size), to check the graph's.
+    _eager_tokens: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    _bandwidth: roofline.Bandwidth | None = None
 
     # planning --------------------------------------------------------------------------
     @property
     def device_column(self) -> str:
         return "cpu" if self.hardware.device == "cpu" else "cuda"
 
-    def _done(self, model: str, quant: str, batch_size: int) -> bool:
-        # Same model, quant and batch size *measured the same way*: a CPU smoke run or
-        # another length must not stand in for the real measurement.
-        return bool(self.store.find(model=model, quant=quant, batch_size=batch_size,
-                                    device=self.device_column, new_tokens=self.options.protocol.new_tokens))
+    def _done(self, model: str, quant: str, batch_size: int, regime: str) -> bool:
+        # Same model, quant, batch size and regime *measured the same way*: a CPU smoke run
+        # or another length must not stand in for the real measurement. A regime found
+        # unavailable for a configuration is done too (--redo tries it again).
+        keys = dict(model=model, quant=quant, batch_size=batch_size, regime=regime,
+                    device=self.device_column, new_tokens=self.options.protocol.new_tokens)
+        return bool(self.store.find(**keys) or self.store.find(status="unavailable", **keys))
 
-    def plan(self) -> list[tuple[str, str, list[int]]]:
-        """(model, quant, batch sizes to run), skipping finished rows unless ``redo``."""
+    def plan(self) -> list[tuple[str, str, list[tuple[int, str]]]]:
+        """(model, quant, (batch size, regime) pairs to run), skipping finished rows unless
+        ``redo``. Eager runs before graph, so the graph's tokens can be checked against it."""
         todo = []
+        regimes = [r for r in generation.REGIMES if r in self.options.regimes]
         for model in dict.fromkeys(canonical_model(m) for m in self.options.models):
             for quant in ordered_quants(self.options.quants):
                 pending = []
                 for bs in dict.fromkeys(self.options.batch_sizes):
-                    if not self.options.redo and self._done(model, quant, bs):
-                        self.skipped.append((model, quant, bs))
-                    else:
-                        pending.append(bs)
+                    for regime in regimes:
+                        if not self.options.redo and self._done(model, quant, bs, regime):
+                            self.skipped.append((model, quant, bs, regime))
+                        else:
+                            pending.append((bs, regime))
                 if pending:
                     todo.append((model, quant, pending))
         return todo
@@ -108,8 +118,9 @@ class Sweep:
     # running ---------------------------------------------------------------------------
     def run(self) -> None:
         plan = self.plan()
-        for model, quant, bs in self.skipped:
-            self.display.log(f"skip {model} {quant} bs={bs}: already in {self.store.results_csv} (--redo to run again)")
+        for model, quant, bs, regime in self.skipped:
+            self.display.log(f"skip {model} {quant} bs={bs} {regime}: already in {self.store.results_csv} "
+                             "(--redo to run again)")
         total = sum(len(b) for _, _, b in plan)
         steps = self.options.protocol.warmup + 1 + self.options.protocol.iterations
         resolved: dict[str, weights.Weights | BaseException] = {}
@@ -135,12 +146,16 @@ class Sweep:
         self.display.log(f"{model}: {resolved.kind} weights ({resolved.note})")
         return resolved
 
-    def _context(self, model: str, quant: str, batch_size: int, loaded: Loaded | None,
+    def _context(self, model: str, quant: str, batch_size: int, regime: str, loaded: Loaded | None,
                  prompt: generation.Prompt | None = None, model_id: str = "") -> RowContext:
         gpu = self.hardware.gpu
+        floor = None
+        if loaded is not None and prompt is not None:
+            floor = roofline.decode_floor(loaded.model, batch_size, prompt.prompt_tokens,
+                                          self.options.protocol.new_tokens, self.bandwidth)
         return RowContext(
             model=model, model_id=loaded.weights.model_id if loaded else model_id, quant=quant,
-            batch_size=batch_size, new_tokens=self.options.protocol.new_tokens,
+            batch_size=batch_size, regime=regime, floor=floor, new_tokens=self.options.protocol.new_tokens,
             iterations=self.options.protocol.iterations, device=self.device_column,
             gpu_name=gpu.name if gpu else "", gpu_uuid=gpu.uuid if gpu else "", driver=self.hardware.driver,
             versions=self.versions, params_b=loaded.params_b if loaded else math.nan,
@@ -159,14 +174,24 @@ class Sweep:
                          f"{'tokenizer' if tokenizer is not None else 'no tokenizer: prompt of estimated length'})")
         return Loaded(resolved, model, tokenizer, params / 1e9)
 
-    def _run_model_quant(self, model: str, quant: str, batch_sizes: list[int],
+    @property
+    def bandwidth(self) -> roofline.Bandwidth:
+        """The GPU's peak memory bandwidth (read once)."""
+        if self._bandwidth is None:
+            gpu = self.hardware.gpu
+            self._bandwidth = (roofline.peak_bandwidth(self.hardware.energy.nvml_index, gpu.name if gpu else "",
+                                                       self.hardware.energy.nvml_library)
+                               if self.hardware.device != "cpu" else roofline.Bandwidth(math.nan, "unknown"))
+        return self._bandwidth
+
+    def _run_model_quant(self, model: str, quant: str, batch_sizes: list[tuple[int, str]],
                          resolved: weights.Weights | BaseException, progress: Any, sweep_task: Any,
                          config_task: Any) -> None:
         if isinstance(resolved, BaseException):
             spec = models.lookup(model)
             model_id = (spec.hf_id if spec is not None else None) or model
-            for bs in batch_sizes:
-                self._record_failure(self._context(model, quant, bs, None, model_id=model_id),
+            for bs, regime in batch_sizes:
+                self._record_failure(self._context(model, quant, bs, regime, None, model_id=model_id),
                                      f"weights: {describe(resolved)}")
                 progress.advance(sweep_task)
             return
@@ -180,8 +205,8 @@ class Sweep:
             self.display.warn(f"{model} {quant}: loading failed: {describe(exc)}")
             if not is_out_of_memory(exc):
                 self.display.log(traceback.format_exc())
-            for bs in batch_sizes:
-                ctx = replace(self._context(model, quant, bs, None, model_id=resolved.model_id),
+            for bs, regime in batch_sizes:
+                ctx = replace(self._context(model, quant, bs, regime, None, model_id=resolved.model_id),
                               weights=resolved.kind)
                 self._record_failure(ctx, f"loading: {describe(exc)}")
                 progress.advance(sweep_task)
@@ -189,68 +214,109 @@ class Sweep:
             self._free()  # outside the except block: its traceback pins the failed tensors
             return
         try:
-            for bs in batch_sizes:
-                self._run_one(model, quant, bs, loaded, progress, config_task)
+            for bs, regime in batch_sizes:
+                self._run_one(model, quant, bs, regime, loaded, progress, config_task)
                 progress.advance(sweep_task)
         finally:
             loaded.model = None
             del loaded
             self._free()
 
-    def _run_one(self, model: str, quant: str, batch_size: int, loaded: Loaded, progress: Any,
+    def _run_one(self, model: str, quant: str, batch_size: int, regime: str, loaded: Loaded, progress: Any,
                  config_task: Any) -> None:
-        label = f"{model} {quant} bs={batch_size}"
+        label = f"{model} {quant} bs={batch_size} {regime}"
         progress.update(config_task, description=label, completed=0, visible=True)
         def step(what: str) -> None:
             progress.update(config_task, description=f"{label}: {what}", advance=1)
-        prompt, run = None, None
+        prompt, run, unavailable = None, None, ""
         try:
             prompt = generation.build_prompt(loaded.model, loaded.tokenizer, loaded.weights.spec,
                                              batch_size, seed=self.options.seed)
-            run = run_configuration(loaded.model, prompt, self.options.protocol, self.hardware.energy,
-                                    stream=self._stream(), synchronize=self._synchronize(), step=step)
+            generate = self._generator(regime, loaded.model, prompt)
+            run = run_configuration(generate, self.options.protocol, self.hardware.energy,
+                                    synchronize=self._synchronize(), step=step)
         except KeyboardInterrupt:
             raise
+        except generation.GraphUnavailableError as exc:
+            unavailable = f"graph unavailable: {exc}"
         except Exception as exc:  # noqa: BLE001
             self.display.warn(f"{label}: failed: {describe(exc)}")
             if not is_out_of_memory(exc):
                 self.display.log(traceback.format_exc())
-            self._record_failure(self._context(model, quant, batch_size, loaded, prompt), describe(exc))
+            self._record_failure(self._context(model, quant, batch_size, regime, loaded, prompt), describe(exc))
+        if unavailable:
+            self.display.warn(f"{label}: {unavailable}")
+            self._record_failure(self._context(model, quant, batch_size, regime, loaded, prompt), unavailable,
+                                 status="unavailable")
         if run is None:
             self._free()  # outside the except block: its traceback pins the failed tensors
             return
-        self._record(self._context(model, quant, batch_size, loaded, prompt), run, label)
+        self._check_tokens(model, quant, batch_size, regime, run)
+        self._record(self._context(model, quant, batch_size, regime, loaded, prompt), run, label)
+        run.token_ids = None
+        self._free()  # a graph's memory pool and static cache go with its decoder
+
+    def _generator(self, regime: str, model: Any, prompt: generation.Prompt) -> Callable[[int], generation.Timing]:
+        """``generate(new_tokens) -> Timing`` in the regime; the graph is captured here, before
+        the meters start."""
+        stream = self._stream()
+        if regime == "eager":
+            return lambda n: generation.generate(model, prompt, n, stream)
+        protocol = self.options.protocol
+        tokens = max(protocol.new_tokens, protocol.warmup_tokens if protocol.warmup else 1)
+        decoder = generation.StaticDecoder(model, prompt, tokens, capture=self.hardware.device != "cpu")
+        return lambda n: decoder.generate(n, stream)
+
+    def _check_tokens(self, model: str, quant: str, batch_size: int, regime: str, run: ConfigRun) -> None:
+        """Both regimes must generate the same tokens from the same weights: the graph's are
+        compared with the eager run's of this sweep, and the result noted in the row."""
+        key = (model, quant, batch_size)
+        ids = run.token_ids.cpu() if run.token_ids is not None else None
+        if regime == "eager":
+            self._eager_tokens[key] = ids
+            return
+        eager = self._eager_tokens.get(key)
+        if ids is None or eager is None:
+            return
+        run.same_tokens_as_eager = bool(eager.shape == ids.shape and (eager == ids).all())
+        if not run.same_tokens_as_eager:
+            differs = (eager != ids).any(dim=0).nonzero() if eager.shape == ids.shape else None
+            where = f" from token {int(differs[0])}" if differs is not None and len(differs) else ""
+            run.notes.append(f"tokens differ from the eager regime's{where}")
 
     # writing ---------------------------------------------------------------------------
     def _record(self, ctx: RowContext, run: ConfigRun, label: str) -> None:
         with interrupts_deferred():  # this configuration's files are written whole or not at all
-            npz, reference_csv = self.store.trace_paths(ctx.model, ctx.quant, ctx.batch_size)
+            npz, reference_csv = self.store.trace_paths(ctx.model, ctx.quant, ctx.batch_size, ctx.regime)
             if run.meter is not None:
                 run.meter.save(npz)
             if run.reference is not None:
                 run.reference.save_csv(reference_csv)
-            iteration_rows = [iteration_row(ctx, run, it) for it in run.iterations]
-            fp16 = self.store.find(model=ctx.model, quant="fp16", batch_size=ctx.batch_size,
+            rows = iteration_rows(ctx, run)
+            fp16 = self.store.find(model=ctx.model, quant="fp16", batch_size=ctx.batch_size, regime=ctx.regime,
                                    device=ctx.device, gpu_name=ctx.gpu_name, new_tokens=ctx.new_tokens)
-            row = summary_row(ctx, run, iteration_rows, fp16[-1] if fp16 else None,
+            row = summary_row(ctx, run, rows, fp16[-1] if fp16 else None,
                               self.store.relative(npz) if run.meter is not None else "")
-            self.store.append_iterations(iteration_rows)
+            self.store.append_iterations(rows)
             self.store.append_result(row)
-            self.written.append((ctx.model, ctx.quant, ctx.batch_size))
+            self.written.append((ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
             self._note_run(ctx, "ok", run=run)
         for note in run.notes:
             self.display.warn(f"{label}: {note}")
         self.display.log(_one_line(label, row))
 
-    def _record_failure(self, ctx: RowContext, error: str) -> None:
+    def _record_failure(self, ctx: RowContext, error: str, status: str = "failed") -> None:
+        """A row without measurements: ``failed`` (an error), or ``unavailable`` (the regime
+        cannot run this configuration; not an error of the sweep)."""
         with interrupts_deferred():
-            self.store.append_result(failed_row(ctx, error))
-            self.failed.append((ctx.model, ctx.quant, ctx.batch_size))
-            self._note_run(ctx, "failed", error=error)
+            self.store.append_result(failed_row(ctx, error, status))
+            (self.failed if status == "failed" else self.unavailable).append(
+                (ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
+            self._note_run(ctx, status, error=error)
 
     def _note_run(self, ctx: RowContext, status: str, run: ConfigRun | None = None, error: str = "") -> None:
         entry: dict[str, Any] = {"model": ctx.model, "quant": ctx.quant, "batch_size": ctx.batch_size,
-                                 "status": status, "finished_utc": utc_now()}
+                                 "regime": ctx.regime, "status": status, "finished_utc": utc_now()}
         if error:
             entry["error"] = error
         if run is not None:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .load import SEED_LABEL, ReportInputError, load_results_dir, load_seed
+from .load import SEED_LABEL, ReportInputError, load_results_dir, load_seed, split_by_regime
 
 EXIT_BAD_INPUT = 2
 
@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        datasets = [load_results_dir(d, label)
-                    for d, label in zip(args.dirs, _unique_labels(args.dirs))]
+        datasets = [part for d, label in zip(args.dirs, _unique_labels(args.dirs))
+                    for part in split_by_regime(load_results_dir(d, label))]
     except ReportInputError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

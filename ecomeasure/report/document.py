@@ -171,6 +171,7 @@ def build_report(datasets: Sequence[Dataset], out_dir: str | Path,
         plots.plot_energy_by_config(chosen, out / plots.ENERGY_BY_CONFIG_PNG),
         plots.plot_nf4_crossover(chosen, out / plots.NF4_CROSSOVER_PNG),
         plots.plot_throughput_vs_energy(chosen, out / plots.THROUGHPUT_VS_ENERGY_PNG),
+        plots.plot_energy_vs_floor(chosen, out / plots.ENERGY_VS_FLOOR_PNG),
         plots.plot_power_trace(datasets, out / plots.POWER_TRACE_PNG),
     ]
     report.files += [p for p, _ in plot_files]

@@ -2,7 +2,9 @@
 
 A results directory becomes a ``Dataset``: its configurations (one ``Config`` per row of
 ``results.csv``), each with its rows of ``iterations.csv``. Only the latest row of each
-(GPU, model, quant, batch size) is used; earlier re-runs are kept as ``superseded``.
+(GPU, model, quant, batch size, regime) is used; earlier re-runs are kept as ``superseded``.
+A directory that holds both decode regimes is reported as one dataset per regime
+(``split_by_regime``), side by side.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import importlib.resources
 import math
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,8 @@ class Config:
     status: str
     row: Mapping[str, str]
     iterations: tuple[Mapping[str, str], ...] = ()
+    regime: str = "eager"
+    """Decode regime (``eager`` for the seed's data and rows written before regimes)."""
 
     @property
     def ok(self) -> bool:
@@ -225,23 +229,27 @@ def _batch_size(path: Path, line: int, cell: str) -> int:
 def _config(dataset: str, path: Path, line: int, row: Mapping[str, str],
             iterations: tuple[Mapping[str, str], ...] = ()) -> Config:
     status = row.get("status", "")
-    if status not in ("ok", "failed"):
-        raise ReportInputError(f"{path}, line {line}: status {status!r} is neither ok nor failed")
+    if status not in ("ok", "failed", "unavailable"):
+        raise ReportInputError(f"{path}, line {line}: status {status!r} is not ok, failed or unavailable")
     return Config(dataset=dataset, gpu_name=row.get("gpu_name", "") or "(unknown GPU)",
                   model=row["model"], params_b=parse_float(row.get("params_b")), quant=row["quant"],
                   batch_size=_batch_size(path, line, row["batch_size"]), status=status,
-                  row=dict(row), iterations=iterations)
+                  row=dict(row), iterations=iterations, regime=_regime(row))
 
 
-def _iteration_blocks(rows: Sequence[Mapping[str, str]]) -> dict[tuple[str, str, str], deque]:
-    """Consecutive iterations of one configuration, per (model, quant, batch_size), in file
-    order. iterations.csv does not say which results.csv row (or GPU) an iteration belongs
+def _regime(row: Mapping[str, str]) -> str:
+    return row.get("regime") or "eager"
+
+
+def _iteration_blocks(rows: Sequence[Mapping[str, str]]) -> dict[tuple[str, ...], deque]:
+    """Consecutive iterations of one configuration, per (model, quant, batch_size, regime),
+    in file order. iterations.csv does not say which results.csv row (or GPU) an iteration belongs
     to; configurations are appended in the same order to both files, so the k-th block of a
     key belongs to the k-th ok row of that key."""
-    blocks: dict[tuple[str, str, str], deque] = defaultdict(deque)
+    blocks: dict[tuple[str, ...], deque] = defaultdict(deque)
     previous_key, previous_index = None, math.inf
     for row in rows:
-        key = (row["model"], row["quant"], row["batch_size"])
+        key = (row["model"], row["quant"], row["batch_size"], _regime(row))
         index = parse_float(row["iteration"])
         if key != previous_key or not index > previous_index:
             blocks[key].append([])
@@ -280,10 +288,10 @@ def load_results_dir(path: str | Path, label: str | None = None) -> Dataset:
     blocks = _iteration_blocks(iteration_rows)
 
     # Pair blocks with ok rows from the end: the latest rows are the ones the report uses.
-    ok_lines: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    ok_lines: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for line, row in enumerate(rows, start=2):
         if row["status"] == "ok":
-            ok_lines[(row["model"], row["quant"], row["batch_size"])].append(line)
+            ok_lines[(row["model"], row["quant"], row["batch_size"], _regime(row))].append(line)
     paired: dict[int, tuple[Mapping[str, str], ...]] = {}
     for key, lines in ok_lines.items():
         found = list(blocks.get(key, ()))
@@ -300,15 +308,33 @@ def load_results_dir(path: str | Path, label: str | None = None) -> Dataset:
 
     configs = [_config(label, results_csv, line, row, paired.get(line, ()))
                for line, row in enumerate(rows, start=2)]
-    latest: dict[tuple[str, str, str, int], Config] = {}
+    latest: dict[tuple[str, str, str, int, str], Config] = {}
     for config in configs:
         if config.ok:
-            latest[(config.gpu_name, config.model, config.quant, config.batch_size)] = config
+            latest[(config.gpu_name, config.model, config.quant, config.batch_size, config.regime)] = config
     kept = {id(c) for c in latest.values()}
     used = [c for c in configs if not c.ok or id(c) in kept]
     superseded = [c for c in configs if c.ok and id(c) not in kept]
     return Dataset(label=label, path=root, configs=used, superseded=superseded, notes=notes,
                    iteration_rows=len(iteration_rows))
+
+
+def split_by_regime(dataset: Dataset) -> list[Dataset]:
+    """One dataset per decode regime, labelled ``<label> · <regime>``, so that every table,
+    statistic, finding and plot sets the regimes side by side; a dataset of one regime
+    stays as it is."""
+    regimes = list(dict.fromkeys(c.regime for c in dataset.configs + dataset.superseded))
+    if len(regimes) < 2:
+        return [dataset]
+    parts = []
+    for regime in regimes:
+        label = f"{dataset.label} · {regime}"
+        def relabel(configs: Sequence[Config]) -> list[Config]:
+            return [replace(c, dataset=label) for c in configs if c.regime == regime]
+        parts.append(Dataset(label=label, path=dataset.path, configs=relabel(dataset.configs),
+                             superseded=relabel(dataset.superseded), notes=list(dataset.notes),
+                             iteration_rows=sum(len(c.iterations) for c in dataset.configs if c.regime == regime)))
+    return parts
 
 
 def seed_csv_text() -> str:

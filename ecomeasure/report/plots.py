@@ -26,6 +26,7 @@ from .tables import QUANT_ORDER, config_order
 ENERGY_BY_CONFIG_PNG = "energy_by_config.png"
 NF4_CROSSOVER_PNG = "nf4_crossover.png"
 THROUGHPUT_VS_ENERGY_PNG = "throughput_vs_energy.png"
+ENERGY_VS_FLOOR_PNG = "energy_vs_bandwidth_floor.png"
 POWER_TRACE_PNG = "power_trace.png"
 
 DPI = 110
@@ -144,6 +145,21 @@ def plot_nf4_crossover(groups: Sequence[Group], path: Path) -> tuple[Path, str]:
 def plot_throughput_vs_energy(groups: Sequence[Group], path: Path) -> tuple[Path, str]:
     """Throughput against energy per 1k tokens, colour by quant, marker by GPU/dataset;
     gross filled, net hollow (where only net is known)."""
+    return _energy_scatter(groups, path, "throughput_tok_s_mean", "throughput (generated tokens / s)",
+                           "Throughput vs energy per token", "throughput vs energy per 1k tokens")
+
+
+def plot_energy_vs_floor(groups: Sequence[Group], path: Path) -> tuple[Path, str]:
+    """Energy per 1k tokens against the fraction of the memory-bandwidth floor a decode
+    step achieves, per configuration and regime (marker by dataset: one per regime)."""
+    return _energy_scatter(groups, path, "bandwidth_floor_fraction",
+                           "fraction of the memory-bandwidth floor achieved by a decode step",
+                           "Energy per token vs closeness to the hardware",
+                           "energy per 1k tokens vs fraction of the bandwidth floor")
+
+
+def _energy_scatter(groups: Sequence[Group], path: Path, x_column: str, x_label: str, title: str,
+                    what: str) -> tuple[Path, str]:
     fig, (ax,) = _figure(width_in=9.0, height_in=5.5)
     xs, ys = [], []
     for k, (dataset, gpu, method) in enumerate(groups):
@@ -151,7 +167,7 @@ def plot_throughput_vs_energy(groups: Sequence[Group], path: Path) -> tuple[Path
         basis = _basis_for(configs, method)
         marker = MARKERS[k % len(MARKERS)]
         for c in configs:
-            x, y = c.value("throughput_tok_s_mean"), c.energy_per_1k(method, basis)
+            x, y = c.value(x_column), c.energy_per_1k(method, basis)
             if not (math.isfinite(x) and math.isfinite(y)):
                 continue
             ax.scatter([x], [y], marker=marker, edgecolors=_color(c.quant),
@@ -163,7 +179,7 @@ def plot_throughput_vs_energy(groups: Sequence[Group], path: Path) -> tuple[Path
         ax.scatter([], [], marker=marker, color="grey",
                    label=f"{gpu} ({basis}) - {dataset.label}")
     if not xs:
-        return _placeholder(path, "Throughput vs energy", "no configuration with both figures")
+        return _placeholder(path, title, "no configuration with both figures")
     for quant in dict.fromkeys(c.quant for d, g, _ in groups for c in d.ok_on(g)):
         ax.scatter([], [], marker="s", color=_color(quant), label=quant)
     # Seed data spans over a decade on both axes; log scales keep small models readable.
@@ -171,11 +187,11 @@ def plot_throughput_vs_energy(groups: Sequence[Group], path: Path) -> tuple[Path
         ax.set_xscale("log")
     if min(ys) > 0 and max(ys) > 10 * min(ys):
         ax.set_yscale("log")
-    ax.set_xlabel("throughput (generated tokens / s)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("energy (J / 1k tokens)")
-    ax.set_title("Throughput vs energy per token")
+    ax.set_title(title)
     ax.legend(fontsize=7)
-    return _save(fig, path), f"throughput vs energy per 1k tokens ({len(xs)} configurations)"
+    return _save(fig, path), f"{what} ({len(xs)} configurations)"
 
 
 def _reference_samples(traces_path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,0 +1,60 @@
+"""The memory-bandwidth floor of a decode step, and the outlier flags of iterations."""
+import math
+
+import pytest
+import torch
+
+from ecomeasure import roofline, weights
+from ecomeasure.bench.rows import outliers
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    resolved = weights.resolve("tiny-llama-test", weights_dir=tmp_path_factory.mktemp("weights"), device="cpu")
+    return weights.load_model(resolved, "fp16", "cpu")
+
+
+def test_weight_bytes_count_every_weight_but_the_input_embedding_table(model):
+    embedding = model.get_input_embeddings().weight
+    everything = sum(p.numel() * p.element_size() for p in model.parameters())
+    everything += sum(b.numel() * b.element_size() for b in model.buffers())
+    assert roofline.weight_bytes(model) == everything - embedding.numel() * 2
+
+
+def test_a_tied_output_layer_keeps_the_table(model):
+    untied = roofline.weight_bytes(model)
+    head = model.get_output_embeddings()
+    saved = head.weight
+    try:
+        head.weight = model.get_input_embeddings().weight  # as tied models (small Qwens) do
+        assert roofline.weight_bytes(model) == untied  # the table is read once, by the head
+    finally:
+        head.weight = saved
+
+
+def test_kv_cache_bytes_follow_the_architecture(model):
+    c = model.config  # 2 layers, 2 KV heads, head dim 16
+    got = roofline.kv_cache_bytes_per_step(c, batch_size=3, prompt_tokens=11, new_tokens=8, dtype_bytes=2)
+    assert got == 2 * 2 * 2 * (64 // 4) * 2 * 3 * (11 + 4)
+
+
+def test_floor_and_fraction():
+    floor = roofline.DecodeFloor(weight_bytes=4_000, kv_bytes_per_step=1_000.0,
+                                 bandwidth=roofline.Bandwidth(1e6, "datasheet"))
+    assert floor.floor_s_per_step == pytest.approx(5e-3)
+    assert floor.fraction(10e-3) == pytest.approx(0.5)
+    assert math.isnan(floor.fraction(0.0))
+
+
+def test_bandwidth_from_the_datasheet_table_when_nvml_has_none():
+    assert roofline.peak_bandwidth(None, "NVIDIA H200") == roofline.Bandwidth(4.8e12, "datasheet")
+    unknown = roofline.peak_bandwidth(None, "Fake GPU")
+    assert unknown.source == "unknown" and math.isnan(unknown.bytes_per_s)
+
+
+def test_outliers_beyond_three_scaled_mads():
+    steady = [100.0, 101.0, 99.0, 100.5, 99.5]
+    assert outliers(steady) == [False] * 5
+    assert outliers([50.0, *steady]) == [True] + [False] * 5  # a cold first iteration
+    assert outliers([100.0, 100.0]) == [False, False]  # too few to judge
+    assert outliers([100.0, 100.0, 100.0, 130.0]) == [False] * 4  # MAD 0: no spread to judge by
