@@ -12,6 +12,7 @@ under test), ``truth``, ``run`` (playing and evaluating), ``analysis`` (errors a
 ``tables`` / ``plots`` / ``report`` / ``output`` (the files).
 """
 from .analysis import HEADLINE_GOALS, GoalCheck, SummaryRow, check_goals, summarize
+from .gpu import MatmulWorkload, open_backend
 from .methods import METHODS, EdgeCounter, window_energies
 from .output import write_outputs
 from .plan import Item, Op, PlanSettings, Schedule, build_plan, default_settings, schedule
@@ -21,7 +22,7 @@ from .truth import DifferentialTruth, counter_energy_j, differential_truth
 from .workloads import Burst, ScheduledMark, ScriptedWorkload, Workload
 
 __all__ = [
-    "HEADLINE_GOALS", "METHODS", "Burst", "DifferentialTruth", "EdgeCounter", "GoalCheck", "Item", "ItemResult",
+    "HEADLINE_GOALS", "METHODS", "MatmulWorkload", "open_backend", "Burst", "DifferentialTruth", "EdgeCounter", "GoalCheck", "Item", "ItemResult",
     "Op", "PlanSettings", "Recording", "Schedule", "ScheduledMark", "ScriptedWorkload", "StepTrace",
     "SummaryRow", "Validation", "WindowResult", "Workload", "build_plan", "check_goals", "counter_energy_j",
     "default_settings", "differential_truth", "evaluate", "execute", "run_validation", "schedule", "summarize",
