@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         device = environment.resolve_device(args.device)
         hardware = environment.find_hardware(device)
-        store = ResultsDir(args.out)
+        store = ResultsDir(args.out, warn=display.warn)
         store.check_headers()
     except (environment.SetupError, HeaderMismatchError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
