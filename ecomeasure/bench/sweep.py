@@ -19,6 +19,7 @@ from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
 from .rows import RowContext, failed_row, iteration_row, summary_row, utc_now
 from .runner import ConfigRun, Protocol, run_configuration
+from .shard import ConfigKey
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Sweep:
     written: list[tuple[str, str, int]] = field(default_factory=list)
     failed: list[tuple[str, str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str, int]] = field(default_factory=list)
+    only: frozenset[ConfigKey] | None = None
+    """This process's share of the configurations (a rank under torchrun); None: all."""
 
     # planning --------------------------------------------------------------------------
     @property
@@ -91,12 +94,16 @@ class Sweep:
                                     device=self.device_column, new_tokens=self.options.protocol.new_tokens))
 
     def plan(self) -> list[tuple[str, str, list[int]]]:
-        """(model, quant, batch sizes to run), skipping finished rows unless ``redo``."""
+        """(model, quant, batch sizes to run), skipping finished rows unless ``redo`` and,
+        with ``only``, other processes' configurations."""
         todo = []
+        self.skipped = []
         for model in dict.fromkeys(canonical_model(m) for m in self.options.models):
             for quant in ordered_quants(self.options.quants):
                 pending = []
                 for bs in dict.fromkeys(self.options.batch_sizes):
+                    if self.only is not None and ConfigKey(model, quant, bs) not in self.only:
+                        continue
                     if not self.options.redo and self._done(model, quant, bs):
                         self.skipped.append((model, quant, bs))
                     else:
@@ -104,6 +111,10 @@ class Sweep:
                 if pending:
                     todo.append((model, quant, pending))
         return todo
+
+    def pending(self) -> list[ConfigKey]:
+        """The configurations :meth:`plan` would run, in order."""
+        return [ConfigKey(model, quant, bs) for model, quant, sizes in self.plan() for bs in sizes]
 
     # running ---------------------------------------------------------------------------
     def run(self) -> None:
