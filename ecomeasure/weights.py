@@ -154,6 +154,11 @@ def create_random_checkpoint(config: Any, dest: Path, *, device: str, seed: int,
             "complete": True, "fingerprint": fingerprint, "seed": seed, "device": device,
             "dtype": "float16", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(time.monotonic() - started, 2)}, indent=2))
+        if is_complete(dest, fingerprint):
+            # Another process (a peer rank) saved the same checkpoint first and may be loading
+            # it: keep that one.
+            shutil.rmtree(tmp, ignore_errors=True)
+            return dest
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", choices=("auto", "real", "random"), default="auto",
                      help="auto: real checkpoint if cached or downloadable, else random weights "
                           "of the exact architecture (default); real: fail without one; random: always random")
+    run.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=None,
+                     help="under torchrun, pin each rank to its own share of this host's CPU cores by "
+                          "LOCAL_RANK (default: on when several ranks share a host)")
     return p
 
 
@@ -130,12 +133,12 @@ def list_models(display: Display) -> None:
     display.out.print(table)
 
 
-def _run_file(store: ResultsDir) -> Path:
+def _run_file(store: ResultsDir, suffix: str = "") -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path, k = store.root / f"run-{stamp}.json", 1
+    path, k = store.root / f"run-{stamp}{suffix}.json", 1
     while path.exists():
         k += 1
-        path = store.root / f"run-{stamp}-{k}.json"
+        path = store.root / f"run-{stamp}-{k}{suffix}.json"
     return path
 
 
@@ -157,16 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from . import environment
+    from . import distributed, environment, shard
     from .sweep import Sweep, SweepOptions
 
     # Our own progress bar and log replace transformers' bars and advice.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        device = environment.resolve_device(args.device)
+        rank = distributed.Rank.from_env()  # None without torchrun
+        device = environment.resolve_device(rank.device(args.device) if rank else args.device)
+        # Before any thread starts: threads inherit the affinity of the thread that starts them.
+        pinned_cpus = (distributed.pin_cpus(rank) if rank is not None and
+                       (args.pin_cpus if args.pin_cpus is not None else rank.local_world_size > 1) else None)
         hardware = environment.find_hardware(device)
-        store = ResultsDir(args.out)
+        store = ResultsDir(args.out, warn=display.warn)
         store.check_headers()
     except (environment.SetupError, HeaderMismatchError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
@@ -184,13 +191,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         redo=args.redo, weights_dir=args.weights_dir, weights_mode=args.weights, seed=args.seed)
     versions = environment.versions()
     run_file = _run_file(store)
+    if rank is not None:
+        distributed.init(rank)
+        # One name for the launch, a file per rank: rank 0 finds its peers' files by it.
+        first = _run_file(store, "-rank0") if rank.is_main else None
+        run_prefix = distributed.from_main(first.with_name(first.name.removesuffix("-rank0.json")) if first else None)
+        run_file = distributed.run_file(run_prefix, rank.rank)
     run_info = {"command": [sys.executable, "-m", "ecomeasure.bench", *(sys.argv[1:] if argv is None else argv)],
                 "cwd": os.getcwd(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 "protocol": dataclasses.asdict(options.protocol),
-                "environment": environment.environment(hardware), "configurations": []}
+                "environment": environment.environment(hardware), "configurations": [],
+                "cpu_affinity": sorted(os.sched_getaffinity(0))}
     store.write_json(run_file, run_info)
     sweep = Sweep(options, hardware, store, display, versions, run_file, run_info)
+    if rank is not None:
+        # Rank 0 plans from what is on disk now and every rank takes its share of that plan.
+        shares, every = None, set()
+        if rank.is_main:
+            pending = sweep.pending()
+            every = set(pending) | set(sweep.skipped)
+            shares = shard.assign_together(pending, rank.world_size,
+                                           lambda k: shard.expected_cost_s(k, options.protocol))
+        shares = distributed.from_main(shares)
+        sweep.only = frozenset(shares[rank.rank])
+        run_info["distributed"] = {**rank.to_dict(), "pinned_cpus": pinned_cpus, "share": shares[rank.rank]}
     interrupted = False
     try:
         sweep.run()
@@ -199,7 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_info.update(finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), interrupted=interrupted,
                     written=len(sweep.written), failed=len(sweep.failed), skipped=len(sweep.skipped))
     store.write_json(run_file, run_info)
-    _print_summary(display, sweep, store)
+    peer_failure = None
+    if rank is not None:
+        if not interrupted:
+            peer_failure = distributed.wait_for_all()
+        distributed.finish()
+        if not rank.is_main:
+            return 130 if interrupted else 1 if sweep.failed else 0
+        if peer_failure is not None:
+            display.warn(f"rank(s) {distributed.unfinished_ranks(run_prefix, rank.world_size)} did not finish "
+                         f"({peer_failure}); the summary shows what is on disk. Run the same command again "
+                         "to measure the rest.")
+    _print_summary(display, sweep, store, every if rank is not None else None)
     if interrupted:
         display.log(f"interrupted: {len(sweep.written)} configuration(s) finished in this run are in "
                     f"{store.results_csv}; the one in progress was discarded. Run the same command "
@@ -208,12 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = [p.name + ("/" if p.is_dir() else "") for p in
                (store.results_csv, store.iterations_csv, store.traces_dir, run_file) if p.exists()]
     display.log(f"results in {store.root}/ ({', '.join(written)})")
-    return 1 if sweep.failed else 0
+    return 1 if sweep.failed or peer_failure is not None else 0
 
 
-def _print_summary(display: Display, sweep: Sweep, store: ResultsDir) -> None:
-    """The latest row of every configuration of this sweep (run now or found on disk)."""
-    wanted = set(sweep.written) | set(sweep.failed) | set(sweep.unavailable) | set(sweep.skipped)
+def _print_summary(display: Display, sweep: Sweep, store: ResultsDir,
+                   wanted: set[tuple[str, str, int, str]] | None = None) -> None:
+    """The latest row of every configuration of this sweep (run now or found on disk);
+    ``wanted``: of these configurations instead (every rank's)."""
+    if wanted is None:
+        wanted = set(sweep.written) | set(sweep.failed) | set(sweep.unavailable) | set(sweep.skipped)
     latest: dict[tuple[str, str, int, str], dict[str, str]] = {}
     for row in store.rows():
         try:

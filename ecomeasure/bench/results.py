@@ -3,6 +3,11 @@
 Rows are appended as each configuration completes and flushed to disk at once, so an
 interrupted sweep keeps everything finished before it; a configuration's files are
 written together, with Ctrl-C held off meanwhile, so none is ever half written.
+
+Several processes may share one directory (ranks under torchrun, or two sweeps started by
+hand): every read and append of a CSV file holds ``.ecomeasure.lock`` there (an OS file lock,
+``filelock``), so a header is written once and rows never interleave. A last row left without
+its newline by a crash is moved aside to ``<file>.torn`` before the next append.
 """
 from __future__ import annotations
 
@@ -13,10 +18,13 @@ import math
 import os
 import re
 import signal
+import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "date", "status", "error", "model", "model_id", "params_b", "weights", "quant", "batch_size",
@@ -47,6 +55,8 @@ ITERATION_COLUMNS: tuple[str, ...] = (
 RESULTS_CSV = "results.csv"
 ITERATIONS_CSV = "iterations.csv"
 TRACES_DIR = "traces"
+LOCK_FILE = ".ecomeasure.lock"
+TORN_SUFFIX = ".torn"
 
 
 def format_value(value: Any) -> str:
@@ -95,24 +105,35 @@ def _safe(name: str) -> str:
 class ResultsDir:
     """The files under ``--out``: results.csv, iterations.csv, traces/ and run-*.json."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], warn: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
         self.results_csv = self.root / RESULTS_CSV
         self.iterations_csv = self.root / ITERATIONS_CSV
         self.traces_dir = self.root / TRACES_DIR
+        self.warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Holds the directory's lock: no other process reads or appends its CSV files meanwhile."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / LOCK_FILE):
+            yield
 
     # reading ---------------------------------------------------------------------------
     def rows(self) -> list[dict[str, str]]:
         """Every row of results.csv (empty if there is none)."""
-        return _read(self.results_csv)
+        with self.locked():
+            return _read(self.results_csv)
 
     def iteration_rows(self) -> list[dict[str, str]]:
-        return _read(self.iterations_csv)
+        with self.locked():
+            return _read(self.iterations_csv)
 
     def check_headers(self) -> None:
         """Raises HeaderMismatchError if an existing file's columns differ from this version's."""
         for path, columns in ((self.results_csv, RESULT_COLUMNS), (self.iterations_csv, ITERATION_COLUMNS)):
-            header = _header(path)
+            with self.locked():
+                header = _header(path)
             if header is not None and tuple(header) != columns:
                 raise HeaderMismatchError(
                     f"{path} has other columns than this version of ecomeasure writes; "
@@ -138,10 +159,20 @@ class ResultsDir:
         return self.traces_dir / f"{candidate}.npz", self.traces_dir / f"{candidate}_reference.csv"
 
     def append_result(self, row: Mapping[str, Any]) -> None:
-        _append(self.results_csv, RESULT_COLUMNS, [row])
+        self._append(self.results_csv, RESULT_COLUMNS, [row])
 
     def append_iterations(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        _append(self.iterations_csv, ITERATION_COLUMNS, rows)
+        self._append(self.iterations_csv, ITERATION_COLUMNS, rows)
+
+    def _append(self, path: Path, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]) -> None:
+        # Under the lock, the header check, the repair and the rows are one step for every
+        # process sharing the directory.
+        with self.locked():
+            torn = _set_aside_torn_row(path)
+            if torn is not None:
+                self.warn(f"{path} ended in a row without its newline (a write cut short); "
+                          f"moved it to {torn} and appending after the last whole row")
+            _append(path, columns, rows)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -166,6 +197,29 @@ def _read(path: Path) -> list[dict[str, str]]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _set_aside_torn_row(path: Path) -> Path | None:
+    """If ``path`` does not end in a newline, appends its unfinished last line to
+    ``<path>.torn``, cuts it off ``path`` and returns the ``.torn`` path; else None."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return None
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1  # 0: even the header is torn; it is written again
+        torn = path.with_name(path.name + TORN_SUFFIX)
+        with open(torn, "ab") as aside:
+            aside.write(data[keep:] + b"\n")
+            aside.flush()
+            os.fsync(aside.fileno())
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return torn
 
 
 def _append(path: Path, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]) -> None:

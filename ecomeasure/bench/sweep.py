@@ -19,6 +19,7 @@ from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
 from .rows import RowContext, failed_row, iteration_rows, summary_row, utc_now
 from .runner import ConfigRun, Protocol, run_configuration
+from .shard import ConfigKey
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Sweep:
     failed: list[tuple[str, str, int, str]] = field(default_factory=list)
     unavailable: list[tuple[str, str, int, str]] = field(default_factory=list)
     skipped: list[tuple[str, str, int, str]] = field(default_factory=list)
+    only: frozenset[ConfigKey] | None = None
+    """This process's share of the configurations (a rank under torchrun); None: all."""
     # Token ids of the eager run of each (model, quant, batch size), to check the graph's.
     _eager_tokens: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     _bandwidth: roofline.Bandwidth | None = None
@@ -99,14 +102,18 @@ class Sweep:
 
     def plan(self) -> list[tuple[str, str, list[tuple[int, str]]]]:
         """(model, quant, (batch size, regime) pairs to run), skipping finished rows unless
-        ``redo``. Eager runs before graph, so the graph's tokens can be checked against it."""
+        ``redo`` and, with ``only``, other processes' configurations. Eager runs before
+        graph, so the graph's tokens can be checked against it."""
         todo = []
+        self.skipped = []
         regimes = [r for r in generation.REGIMES if r in self.options.regimes]
         for model in dict.fromkeys(canonical_model(m) for m in self.options.models):
             for quant in ordered_quants(self.options.quants):
                 pending = []
                 for bs in dict.fromkeys(self.options.batch_sizes):
                     for regime in regimes:
+                        if self.only is not None and ConfigKey(model, quant, bs, regime) not in self.only:
+                            continue
                         if not self.options.redo and self._done(model, quant, bs, regime):
                             self.skipped.append((model, quant, bs, regime))
                         else:
@@ -114,6 +121,10 @@ class Sweep:
                 if pending:
                     todo.append((model, quant, pending))
         return todo
+
+    def pending(self) -> list[ConfigKey]:
+        """The configurations :meth:`plan` would run, in order."""
+        return [ConfigKey(model, quant, bs, regime) for model, quant, pairs in self.plan() for bs, regime in pairs]
 
     # running ---------------------------------------------------------------------------
     def run(self) -> None:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# How much a rank's eager generation slows down beside another busy rank on the same host,
+# with and without --pin-cpus. Needs 2 GPUs. Eager HF decode is host-bound, so two ranks
+# compete for the CPU even though each has its own GPU.
+#   OUT=/tmp/out MODEL=tinyllama bash benchmarks/concurrency.sh
+# Runs: alone (one process, GPU 0, fp16), then torchrun with 2 ranks where rank 0 and rank 1
+# measure fp16 and bf16 of the same model at the same time (the planner splits the two
+# equal-cost configurations), pinned and not. Output: $OUT/{alone,pinned,unpinned}/ (results,
+# run files with each rank's cpu_affinity), *.log and $OUT/concurrency.txt (tok/s, CV %, J/1k).
+source "$(dirname "$0")/_multi_gpu_common.sh"
+MODEL=${MODEL:-tinyllama}
+proto=(--model "$MODEL" --batch-size 1 --new-tokens 64 --warmup 1 --warmup-tokens 32 --iterations 5
+       --idle-seconds 3 --weights-dir /tmp/weights "${regime_args[@]}")
+
+CUDA_VISIBLE_DEVICES=0 python3 -m ecomeasure.bench "${proto[@]}" --quant fp16 --out "$OUT/alone" \
+  > "$OUT/alone.log" 2>&1 || { tail -30 "$OUT/alone.log"; exit 1; }
+for run in pinned unpinned; do
+  flag=--pin-cpus; [ "$run" = unpinned ] && flag=--no-pin-cpus
+  python3 -m torch.distributed.run --standalone --nproc-per-node 2 -m ecomeasure.bench "${proto[@]}" \
+    --quant fp16 bf16 "$flag" --out "$OUT/$run" > "$OUT/$run.log" 2>&1 || { tail -30 "$OUT/$run.log"; exit 1; }
+done
+{
+  echo "model quant bs tok_s cv_pct j_per_1k  (alone, then beside a busy rank)"
+  echo "alone:";    throughput "$OUT/alone" fp16
+  echo "pinned:";   throughput "$OUT/pinned" fp16; throughput "$OUT/pinned" bf16
+  echo "unpinned:"; throughput "$OUT/unpinned" fp16; throughput "$OUT/unpinned" bf16
+  for run in pinned unpinned; do
+    python3 -c 'import json, sys; [print(p, "cores", json.load(open(p))["cpu_affinity"]) for p in sys.argv[1:]]' "$OUT/$run"/run-*.json
+  done
+} | tee "$OUT/concurrency.txt"

@@ -1,0 +1,108 @@
+"""Sharing a sweep's configurations among ranks (``torchrun``), balanced by expected cost.
+
+A configuration is a :class:`ConfigKey`. The configurations still to run are assigned by
+greedy longest-processing-time (LPT): most expensive first, each to the rank with the least
+expected work so far, ties to the lowest rank and the key order. It is deterministic, so every
+rank can check the plan, and its longest rank is within 4/3 of the best possible.
+
+The cost model only orders and balances work; its numbers are ROUGH ESTIMATES, not
+measurements to quote. Their sources:
+
+- Time per decode step grows with the parameter count: ~41 ms for Mistral-7B fp16 at batch
+  size 1 in eager mode on an H200 (the README's results table, 24.5 tok/s), where HuggingFace
+  eager generation is host-bound, so a fixed ~10 ms plus ~4 ms per billion parameters.
+- Quantization: default int8 ran ~3x slower than fp16 per token (README: 9.0 vs 24.5 tok/s;
+  the seed memo reports the same "int8 paradox"), pure int8 ~1.7x, nf4/fp4 ~0.85x.
+- Batch size: host-bound steps cost nearly the same for a batch of 8 as for 1 (README: 270 vs
+  24.5 tok/s), so a step costs 5 % more per extra sequence.
+- Regime (once the sweep has one): a CUDA-graph decode step skips the per-kernel launch cost
+  that dominates eager decode at small batch sizes; taken as ~4x faster at batch size 1,
+  converging towards eager as the batch grows.
+- Fixed per configuration: the idle baseline plus ~5 s of setup.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from .. import models
+from .runner import Protocol
+
+
+class ConfigKey(NamedTuple):
+    """One configuration of the sweep: what a results.csv row is about.
+
+    A tuple, so it compares equal to the ``(model, quant, batch_size, regime)`` tuples the
+    sweep keeps.
+    """
+    model: str
+    quant: str
+    batch_size: int
+    regime: str = "eager"
+
+
+STEP_FIXED_S = 0.010
+"""Rough: host time of one eager decode step that does not grow with the model."""
+STEP_PER_BILLION_PARAMS_S = 0.004
+"""Rough: eager decode step time per billion parameters."""
+QUANT_STEP_FACTOR: dict[str, float] = {
+    "fp16": 1.0, "bf16": 1.0, "nf4": 0.85, "nf4_dq": 0.85, "fp4": 0.85, "int8": 3.0, "int8_pure": 1.7}
+"""Rough: decode step time relative to fp16 (unknown quantizations count as fp16)."""
+PER_EXTRA_SEQUENCE = 0.05
+"""Rough: extra step time per sequence beyond the first."""
+GRAPH_SPEEDUP_AT_BS1 = 4.0
+"""Rough: how much faster a CUDA-graph decode step is than an eager one at batch size 1."""
+SETUP_S = 5.0
+"""Rough: building the prompt, starting meters, writing rows."""
+UNKNOWN_PARAMS_B = 7.0
+"""Parameter count assumed (billions) for a model that is not one of the listed aliases."""
+
+
+def params_b(model: str) -> float:
+    """Parameters in billions of a listed alias (counted from its spec); a guess otherwise."""
+    spec = models.lookup(model)
+    return models.spec_parameter_count(spec.alias) / 1e9 if spec is not None else UNKNOWN_PARAMS_B
+
+
+def regime_factor(regime: str, batch_size: int) -> float:
+    """Step time relative to eager (``eager`` 1; ``graph`` 1/4 at batch size 1, -> 1 with batch)."""
+    if regime != "graph":
+        return 1.0
+    return 1.0 - (1.0 - 1.0 / GRAPH_SPEEDUP_AT_BS1) / batch_size ** 0.5
+
+
+def expected_cost_s(key: ConfigKey, protocol: Protocol) -> float:
+    """A rough estimate of the seconds ``key`` takes to measure under ``protocol``."""
+    step_s = (STEP_FIXED_S + STEP_PER_BILLION_PARAMS_S * params_b(key.model)) \
+        * QUANT_STEP_FACTOR.get(key.quant, 1.0) * (1.0 + PER_EXTRA_SEQUENCE * (key.batch_size - 1)) \
+        * regime_factor(key.regime, key.batch_size)
+    steps = protocol.warmup * protocol.warmup_tokens + protocol.iterations * protocol.new_tokens
+    return SETUP_S + protocol.idle_s + steps * step_s
+
+
+def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float]) -> list[list[ConfigKey]]:
+    """Each rank's share of ``keys`` by greedy LPT on ``cost``; shares keep the order of ``keys``
+    (fp16 before other quantizations, a model's batch sizes together)."""
+    if ranks < 1:
+        raise ValueError(f"need at least one rank, not {ranks}")
+    load = [0.0] * ranks
+    rank_of: dict[ConfigKey, int] = {}
+    for key in sorted(dict.fromkeys(keys), key=lambda k: (-cost(k), k)):
+        rank = min(range(ranks), key=lambda r: (load[r], r))
+        rank_of[key] = rank
+        load[rank] += cost(key)
+    shares: list[list[ConfigKey]] = [[] for _ in range(ranks)]
+    for key in dict.fromkeys(keys):
+        shares[rank_of[key]].append(key)
+    return shares
+
+
+
+def assign_together(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float]) -> list[list[ConfigKey]]:
+    """``assign``, keeping the regimes of one (model, quant, batch size) on one rank: the model
+    is loaded once for them, and the graph's tokens are checked against the eager run's."""
+    units: dict[tuple[str, str, int], list[ConfigKey]] = {}
+    for key in dict.fromkeys(keys):
+        units.setdefault((key.model, key.quant, key.batch_size), []).append(key)
+    shares = assign(list(units), ranks, lambda unit: sum(cost(k) for k in units[unit]))  # type: ignore[arg-type]
+    return [[k for unit in share for k in units[unit]] for share in shares]  # type: ignore[index]

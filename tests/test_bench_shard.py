@@ -1,0 +1,77 @@
+"""Sharing configurations among ranks: the LPT assignment, the rough cost model, CPU shares."""
+import json
+
+import pytest
+
+from ecomeasure.bench import distributed, shard
+from ecomeasure.bench.runner import Protocol
+from ecomeasure.bench.shard import ConfigKey
+
+KEYS = [ConfigKey("m", q, bs) for q in ("fp16", "int8") for bs in (1, 2, 4, 8)]
+
+
+def test_every_key_goes_to_exactly_one_rank_in_sweep_order():
+    shares = shard.assign(KEYS, 3, lambda k: float(k.batch_size))
+    assert sorted(k for share in shares for k in share) == sorted(KEYS)
+    for share in shares:
+        assert share == [k for k in KEYS if k in share]  # fp16 still before int8, model loads grouped
+
+
+def test_longest_first_balances_where_dealing_in_order_does_not():
+    # Costs 1,1,1,1,4 in sweep order: LPT gives {4} and {1,1,1,1}; each key to the least
+    # loaded rank in sweep order gives 2+4 and 2, round robin 1+1+4 and 2.
+    costs = {ConfigKey("m", "fp16", bs): c for bs, c in zip((1, 2, 3, 4, 5), (1, 1, 1, 1, 4))}
+    shares = shard.assign(list(costs), 2, costs.__getitem__)
+    assert sorted(sum(costs[k] for k in share) for share in shares) == [4, 4]
+
+
+def test_assignment_is_deterministic_and_ties_go_to_the_lowest_rank():
+    shares = shard.assign(KEYS, 2, lambda k: 1.0)
+    assert [set(s) for s in shard.assign(KEYS[::-1], 2, lambda k: 1.0)] == [set(s) for s in shares]
+    assert shard.assign(KEYS[:1], 4, lambda k: 1.0) == [KEYS[:1], [], [], []]
+    with pytest.raises(ValueError):
+        shard.assign(KEYS, 0, lambda k: 1.0)
+
+
+def test_cost_model_follows_its_stated_factors():
+    protocol = Protocol(new_tokens=64, warmup=1, warmup_tokens=16, iterations=5, idle_s=5.0)
+    fixed = shard.SETUP_S + protocol.idle_s
+
+    def decode(model, quant, bs):
+        return shard.expected_cost_s(ConfigKey(model, quant, bs), protocol) - fixed
+
+    assert decode("mistral", "int8", 1) == pytest.approx(3.0 * decode("mistral", "fp16", 1))
+    assert decode("mistral", "fp16", 1) > 2 * decode("tinyllama", "fp16", 1)
+    assert decode("mistral", "fp16", 8) > decode("mistral", "fp16", 1)
+    assert decode("some/unlisted-model", "fp16", 1) > 0
+    assert shard.regime_factor("eager", 1) == 1.0
+    assert shard.regime_factor("graph", 1) == pytest.approx(1 / shard.GRAPH_SPEEDUP_AT_BS1)
+    assert shard.regime_factor("graph", 1) < shard.regime_factor("graph", 8) < 1.0
+
+
+@pytest.mark.parametrize("cpus, ranks", [(list(range(16)), 2), (list(range(16)), 3), ([4, 5, 6, 7], 4), ([0, 1], 4)])
+def test_cpu_shares_are_disjoint_unless_there_are_too_few_cores(cpus, ranks):
+    shares = [distributed.cpu_share(cpus, r, ranks) for r in range(ranks)]
+    assert all(share and set(share) <= set(cpus) for share in shares)
+    if len(cpus) >= ranks:
+        assert len({c for share in shares for c in share}) == sum(map(len, shares))
+        assert min(map(len, shares)) == len(cpus) // ranks
+
+
+def test_unfinished_ranks_are_those_whose_run_file_does_not_say_finished(tmp_path):
+    prefix = tmp_path / "run-20260101T000000Z"
+    distributed.run_file(prefix, 0).write_text(json.dumps({"finished_utc": "x"}))
+    distributed.run_file(prefix, 1).write_text(json.dumps({"started_utc": "x"}))
+    distributed.run_file(prefix, 3).write_text("{torn")
+    assert distributed.unfinished_ranks(prefix, 4) == [1, 2, 3]
+
+
+def test_the_regimes_of_one_configuration_stay_on_one_rank():
+    keys = [ConfigKey(m, "fp16", 1, r) for m in ("a", "b", "c") for r in ("eager", "graph")]
+    cost = {"a": 5.0, "b": 3.0, "c": 2.0}
+    shares = shard.assign_together(keys, 2, lambda k: cost[k.model] * (1 if k.regime == "eager" else 0.5))
+    assert sorted(k for share in shares for k in share) == sorted(keys)  # each exactly once
+    for share in shares:
+        assert {(k.model, k.regime) for k in share} == {(m, r) for m in {k.model for k in share}
+                                                        for r in ("eager", "graph")}
+    assert {k.model for k in shares[0]} == {"a"} and {k.model for k in shares[1]} == {"b", "c"}
