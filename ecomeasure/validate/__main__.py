@@ -106,9 +106,6 @@ def _info(args: argparse.Namespace, argv: list[str] | None, gpu: DeviceInfo, met
         "driver": meter.driver_version, "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
         "workload": f"{backend.name}: back-to-back {MATMUL_SIZE}x{MATMUL_SIZE} fp16 matmuls, "
                     f"{seconds_per_matmul * 1e3:.2f} ms each when calibrated",
-        "meter": (f"`Meter()` defaults (counter read every {meter.settings['counter_interval_s']:g} s, driver "
-                  f"buffer drained every {meter.settings['drain_interval_s']:g} s, instant and average power "
-                  f"polled every {meter.settings['poll_interval_s'] * 1e3:g} ms); reference polled every 0.1 s"),
         "command": _command(argv),
     }
 

@@ -236,20 +236,13 @@ def _error_table(v: Validation, view: str) -> list[str]:
 
 
 def _edge_note(edge_s: float, interval_s: float) -> str:
-    if not math.isfinite(interval_s):
-        return ""
-    if math.isclose(edge_s, interval_s + EDGE_MARGIN_S, abs_tol=1e-6):
+    if math.isfinite(interval_s) and math.isclose(edge_s, interval_s + EDGE_MARGIN_S, abs_tol=1e-6):
         return f" (one counter reading interval, {interval_s:g} s, plus {EDGE_MARGIN_S:g} s)"
-    return (f" (this run's margin; it is now sized from the meter's counter reading interval, "
-            f"{interval_s:g} s here, plus {EDGE_MARGIN_S:g} s; a margin shorter than the interval leaves some "
-            "boundaries' bracketing readings on both sides of a power change, which the idle-side fit below "
-            "avoids)")
+    return ""
 
 
 def _meter_text(v: Validation) -> str:
-    info, m = v.info, v.meter_settings
-    if info.get("meter"):
-        return info["meter"]
+    m = v.meter_settings
     if not m:
         return "?"
     return (f"`Meter()` defaults (counter read every {m.get('counter_interval_s', math.nan):g} s, driver buffer "
@@ -281,8 +274,6 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
     if info.get("reanalysis"):
         lines.append(f"- **re-analysed** {info.get('reanalysis_date', '')} from the run's saved traces "
                      f"(`traces.npz`, `reference.csv`) with `{info['reanalysis']}`; no GPU involved")
-        for note in info.get("reanalysis_notes") or []:
-            lines.append(f"  - {note}")
     lines.append("- **a fresh run**: `python -m ecomeasure.validate` (on a GPU; `--help` for options); "
                  "re-analyse a run's folder: `python -m ecomeasure.validate --from DIR --out DIR2`")
     lines.append("")
