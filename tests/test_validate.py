@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ import pytest
 from conftest import patched_environ
 from ecomeasure import Meter
 from ecomeasure.reference import ReferenceMeter
-from ecomeasure.validate import (METHODS, EdgeCounter, PlanSettings, ScriptedWorkload,
+from ecomeasure.validate import (METHODS, RAW_FILES, EdgeCounter, PlanSettings, ScriptedWorkload,
                                  WindowResult, build_plan, check_goals, counter_energy_j, default_settings,
                                  differential_truth, run_validation, schedule, summarize, write_outputs)
 from ecomeasure.validate.__main__ import main as validate_main
@@ -402,6 +403,32 @@ def test_reanalysis_from_the_saved_files_reproduces_the_run(fake_run, tmp_path, 
     # The run's card comes back from run.json.
     for needle in (f"# Validation on {validation.info['gpu']}", "- **driver**: 999.0-fake", "- **command**: `pytest`"):
         assert needle in text, needle
+
+
+def test_the_raw_files_alone_reproduce_every_table(fake_run, tmp_path):
+    """A folder holding only RAW_FILES (what gets committed) gives the same tables."""
+    _, _, files = fake_run
+    folder, raw = files["validation.csv"].parent, tmp_path / "raw"
+    raw.mkdir()
+    for name in RAW_FILES:
+        shutil.copyfile(folder / name, raw / name)
+    assert validate_main(["--from", str(raw), "--out", str(tmp_path / "again")]) == 0
+    for name in ("validation.csv", "validation_with_tail.csv", "truth.csv"):
+        assert (tmp_path / "again" / name).read_text() == (folder / name).read_text(), name
+    assert (_csv_rows(tmp_path / "again" / "windows.csv", {"exact_j"})
+            == _csv_rows(folder / "windows.csv", {"exact_j"}))
+
+
+def test_saved_traces_are_compressed(fake_run):
+    """traces.npz takes fewer bytes than its readings raw (8-byte time + 8-byte value each):
+    what keeps a saved run small enough to commit."""
+    validation, _, files = fake_run
+    with np.load(files["traces.npz"]) as data:
+        readings = sum(data[k].size for k in data.files if k.endswith("/t_ns"))
+    size = files["traces.npz"].stat().st_size
+    per_min = sum(files[name].stat().st_size for name in RAW_FILES) / validation.info["recording_s"] * 60
+    print(f"traces.npz: {size / readings:.1f} bytes a reading; raw files {per_min / 1e3:.0f} kB a minute")
+    assert readings > 1000 and size < 16 * readings
 
 
 def test_step_trace_holds_every_source_and_the_reference(fake_run):

@@ -319,8 +319,9 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
               "reads).", ""]
     lines += _error_table(v, "tail")
     lines += ["", "Every window's numbers, both views: `windows.csv`; per method: `validation.csv` (window only), "
-              "`validation_with_tail.csv`; the truth's runs: `truth.csv`; the run: `run.json`; raw traces: "
-              "`traces.npz` (`ecomeasure.load_traces`) and `reference.csv`.", ""]
+              "`validation_with_tail.csv`; the truth's runs: `truth.csv`. `run.json`, the raw traces `traces.npz` "
+              "(`ecomeasure.load_traces`) and `reference.csv` alone reproduce every table here "
+              "(`python -m ecomeasure.validate --from DIR`): commit those three.", ""]
 
     if "error_vs_length" in plots:
         lines += ["## Error vs window length", "", f"![error vs window length]({plots['error_vs_length']})", "",
