@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,12 +22,11 @@ import pytest
 from conftest import patched_environ
 from ecomeasure import Meter
 from ecomeasure.reference import ReferenceMeter
-from ecomeasure.validate import (METHODS, EdgeCounter, PlanSettings, ScriptedWorkload,
+from ecomeasure.validate import (METHODS, RAW_FILES, EdgeCounter, PlanSettings, ScriptedWorkload,
                                  WindowResult, build_plan, check_goals, counter_energy_j, default_settings,
                                  differential_truth, run_validation, schedule, summarize, write_outputs)
 from ecomeasure.validate.__main__ import main as validate_main
 from ecomeasure.validate.plan import edge_idle_for
-from ecomeasure.validate.saved import info_from_markdown
 from fakes import Profile, clean_environ, fake_env
 
 IDLE_W, LOAD_W = 60.0, 600.0
@@ -400,9 +400,35 @@ def test_reanalysis_from_the_saved_files_reproduces_the_run(fake_run, tmp_path, 
     assert "re-analysed" in text and f"--from {folder}" in text
     for name in ("traces.npz", "reference.csv", "run.json", "error_vs_length.png", "step_trace.png"):
         assert (again / name).exists(), name
-    info = info_from_markdown(folder / "validation.md")
-    assert info["gpu"] == validation.info["gpu"] and info["driver"] == "999.0-fake"
-    assert info["command"] == "pytest"
+    # The run's card comes back from run.json.
+    for needle in (f"# Validation on {validation.info['gpu']}", "- **driver**: 999.0-fake", "- **command**: `pytest`"):
+        assert needle in text, needle
+
+
+def test_the_raw_files_alone_reproduce_every_table(fake_run, tmp_path):
+    """A folder holding only RAW_FILES (what gets committed) gives the same tables."""
+    _, _, files = fake_run
+    folder, raw = files["validation.csv"].parent, tmp_path / "raw"
+    raw.mkdir()
+    for name in RAW_FILES:
+        shutil.copyfile(folder / name, raw / name)
+    assert validate_main(["--from", str(raw), "--out", str(tmp_path / "again")]) == 0
+    for name in ("validation.csv", "validation_with_tail.csv", "truth.csv"):
+        assert (tmp_path / "again" / name).read_text() == (folder / name).read_text(), name
+    assert (_csv_rows(tmp_path / "again" / "windows.csv", {"exact_j"})
+            == _csv_rows(folder / "windows.csv", {"exact_j"}))
+
+
+def test_saved_traces_are_compressed(fake_run):
+    """traces.npz takes fewer bytes than its readings raw (8-byte time + 8-byte value each):
+    what keeps a saved run small enough to commit."""
+    validation, _, files = fake_run
+    with np.load(files["traces.npz"]) as data:
+        readings = sum(data[k].size for k in data.files if k.endswith("/t_ns"))
+    size = files["traces.npz"].stat().st_size
+    per_min = sum(files[name].stat().st_size for name in RAW_FILES) / validation.info["recording_s"] * 60
+    print(f"traces.npz: {size / readings:.1f} bytes a reading; raw files {per_min / 1e3:.0f} kB a minute")
+    assert readings > 1000 and size < 16 * readings
 
 
 def test_step_trace_holds_every_source_and_the_reference(fake_run):
@@ -452,7 +478,7 @@ def test_matmul_workload_puts_bursts_between_stream_marks(fake_cuda_lib, fake_nv
     code = textwrap.dedent("""
         import json, os, time
         from ecomeasure import Meter
-        from ecomeasure.validate.gpu import MatmulWorkload
+        from ecomeasure.validate.workloads import MatmulWorkload
         from ecomeasure.validate.methods import EdgeCounter
 
         class SleepBackend:
@@ -487,7 +513,7 @@ def test_matmul_workload_puts_bursts_between_stream_marks(fake_cuda_lib, fake_nv
 
 
 def test_no_gpu_backend_is_a_setup_error_naming_both_frameworks():
-    from ecomeasure.validate.gpu import SetupError, _pci, open_backend
+    from ecomeasure.validate.workloads import SetupError, _pci, open_backend
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")

@@ -7,24 +7,27 @@ NVML sources, the seed's 10 Hz reference, the counter read at the edges) is set 
 truth from the energy counter over long runs (``truth.py``). The same logic runs on the fake
 NVML with a ``ScriptedWorkload``, where the exact energy is known (tests).
 
-Modules: ``plan`` (what runs), ``workloads`` / ``gpu`` (running it), ``methods`` (the methods
-under test), ``truth``, ``run`` (playing and evaluating), ``analysis`` (errors and goals),
-``tables`` / ``plots`` / ``report`` / ``output`` (the files).
+Data flow one way, each module importing only those before it: ``plan`` (what runs) ->
+``workloads`` (the scripted fake, the GPU's matmuls) -> ``run`` (playing it: a ``Recording``)
+-> ``methods`` / ``truth`` -> ``analysis`` (windows, errors, goals: a ``Validation``) ->
+``report`` / ``plots`` (the files) -> ``saved`` (the folder, written and read back) ->
+``__main__``.
 """
-from .analysis import HEADLINE_GOALS, GoalCheck, SummaryRow, check_goals, summarize
-from .gpu import MatmulWorkload, open_backend
+from .analysis import (HEADLINE_GOALS, GoalCheck, ItemResult, StepTrace, SummaryRow, Validation, WindowResult,
+                       analyse, check_goals, evaluate, run_validation, summarize)
 from .methods import METHODS, EdgeCounter, window_energies
-from .output import write_outputs
 from .plan import Item, Op, PlanSettings, Schedule, build_plan, default_settings, schedule
-from .run import (ItemResult, Recording, StepTrace, Validation, WindowResult, evaluate, execute,
-                  run_validation)
+from .run import Recording, execute, record
+from .saved import RAW_FILES, load, write_outputs
 from .truth import DifferentialTruth, counter_energy_j, differential_truth
-from .workloads import Burst, ScheduledMark, ScriptedWorkload, Workload
+from .workloads import (Burst, MatmulWorkload, ScheduledMark, ScriptedWorkload, SetupError, Workload,
+                        open_backend)
 
 __all__ = [
-    "HEADLINE_GOALS", "METHODS", "MatmulWorkload", "open_backend", "Burst", "DifferentialTruth", "EdgeCounter", "GoalCheck", "Item", "ItemResult",
-    "Op", "PlanSettings", "Recording", "Schedule", "ScheduledMark", "ScriptedWorkload", "StepTrace",
-    "SummaryRow", "Validation", "WindowResult", "Workload", "build_plan", "check_goals", "counter_energy_j",
-    "default_settings", "differential_truth", "evaluate", "execute", "run_validation", "schedule", "summarize",
+    "HEADLINE_GOALS", "METHODS", "RAW_FILES", "Burst", "DifferentialTruth", "EdgeCounter", "GoalCheck", "Item",
+    "ItemResult", "MatmulWorkload", "Op", "PlanSettings", "Recording", "Schedule", "ScheduledMark",
+    "ScriptedWorkload", "SetupError", "StepTrace", "SummaryRow", "Validation", "WindowResult", "Workload",
+    "analyse", "build_plan", "check_goals", "counter_energy_j", "default_settings", "differential_truth",
+    "evaluate", "execute", "load", "open_backend", "record", "run_validation", "schedule", "summarize",
     "window_energies", "write_outputs",
 ]

@@ -15,12 +15,12 @@ from typing import Any
 from .. import NVMLUnavailableError, __version__
 from ..meter import DeviceInfo, Meter
 from ..reference import ReferenceMeter, ReferenceUnavailableError
-from .gpu import MATMUL_SIZE, MatmulWorkload, SetupError, open_backend
+from .analysis import run_validation
 from .methods import EdgeCounter
-from .output import write_outputs
 from .plan import DEFAULT_LENGTHS_S, QUICK_LENGTHS_S, Item, build_plan, default_settings, schedule
-from .run import run_validation
-from .tables import print_table
+from .report import print_table
+from .saved import load, write_outputs
+from .workloads import MATMUL_SIZE, MatmulWorkload, SetupError, open_backend
 
 PROG = "python -m ecomeasure.validate"
 DESCRIPTION = ("How accurate is each energy method on this GPU, per window length: synthetic workloads "
@@ -56,8 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="output folder (default: validation/; with --from: DIR/reanalysis/)")
     p.add_argument("--from", dest="from_dir", metavar="DIR",
                    help="no GPU: rebuild every table, plot and validation.md from a previous run's saved "
-                        "files in DIR (traces.npz, reference.csv, run.json or, for older runs, windows.csv, "
-                        "truth.csv and validation.md)")
+                        "files in DIR (run.json, traces.npz, reference.csv)")
     p.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
     p.add_argument("--lengths", type=float, nargs="+", metavar="S",
                    help="window lengths in s (default: " + " ".join(f"{x:g}" for x in DEFAULT_LENGTHS_S)
@@ -107,9 +106,6 @@ def _info(args: argparse.Namespace, argv: list[str] | None, gpu: DeviceInfo, met
         "driver": meter.driver_version, "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
         "workload": f"{backend.name}: back-to-back {MATMUL_SIZE}x{MATMUL_SIZE} fp16 matmuls, "
                     f"{seconds_per_matmul * 1e3:.2f} ms each when calibrated",
-        "meter": (f"`Meter()` defaults (counter read every {meter.settings['counter_interval_s']:g} s, driver "
-                  f"buffer drained every {meter.settings['drain_interval_s']:g} s, instant and average power "
-                  f"polled every {meter.settings['poll_interval_s'] * 1e3:g} ms); reference polled every 0.1 s"),
         "command": _command(argv),
     }
 
@@ -121,7 +117,6 @@ def _command(argv: list[str] | None) -> str:
 def reanalyse(from_dir: str | Path, out_dir: str | Path | None = None, argv: list[str] | None = None,
               console: _Console | None = None) -> int:
     """``--from``: every output again from a run's saved files, no GPU."""
-    from .saved import load
     console = console or _Console()
     out = Path(out_dir) if out_dir is not None else Path(from_dir) / "reanalysis"
     try:

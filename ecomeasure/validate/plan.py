@@ -13,8 +13,6 @@ QUICK_LENGTHS_S: tuple[float, ...] = (0.1, 0.25, 1.0, 2.0, 5.0)
 DEFAULT_SQUARES: tuple[tuple[float, float], ...] = ((0.05, 0.5), (0.2, 0.5), (1.0, 0.5), (0.2, 0.25))
 QUICK_SQUARES: tuple[tuple[float, float], ...] = ((0.2, 0.5),)
 
-KINDS = ("burst", "square", "steady", "step")
-
 
 @dataclass(frozen=True)
 class PlanSettings:

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import HEADLINE_GOALS
+from .analysis import HEADLINE_GOALS, StepTrace, Validation
 from .methods import METHODS
-from .run import StepTrace, Validation
 
 STYLE = {  # method -> (colour, marker)
     "headline": ("black", "o"), "samples": ("tab:blue", "s"), "instant": ("tab:green", "^"),

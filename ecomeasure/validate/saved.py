@@ -1,40 +1,40 @@
-"""A validation's saved files, read back: ``python -m ecomeasure.validate --from DIR``.
+"""A validation's folder: written by a run (``write_outputs``) and read back by
+``python -m ecomeasure.validate --from DIR`` (``load``).
 
-A run writes ``run.json`` (where and how it ran, the plan, the meter's settings, and the
-recording: every run's bounds and every burst's marks) beside the meter's traces
-(``traces.npz``) and the 10 Hz reference's readings (``reference.csv``). From these three the
-whole evaluation is redone, no GPU needed: every method is measured again from the traces by
-the same native integration, so the numbers equal the run's.
-
-Folders written before ``run.json`` existed are read too: the recording is rebuilt from
-``windows.csv`` (burst marks, to the ns), ``truth.csv`` (run durations) and the plan (rebuilt
-from the command in ``validation.md``'s header, seeded as it ran); the run info from that header.
+Three files hold everything a re-analysis needs, compactly enough to commit (``RAW_FILES``):
+``run.json`` (where and how it ran, the plan, the meter's settings, and the recording: every
+run's bounds and every burst's marks), the meter's traces (``traces.npz``, compressed) and the
+10 Hz reference's readings (``reference.csv``). From these alone the whole evaluation is
+redone, no GPU needed: every method is measured again from the traces by the same native
+integration, so every table equals the run's. The rest (CSVs, plots, validation.md) is
+derived from them.
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
-import re
-import shlex
-from dataclasses import asdict, fields, replace
+import shutil
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import _native
-from ..meter import SavedTraces, _measurement, load_traces
-from ..reference import ReferenceEnergy
-from .plan import Item, PlanSettings, Schedule, build_plan, default_settings, schedule
-from .run import TAIL_S, BurstRecord, Recording, Validation, analyse
+from ..meter import SOURCES, Meter, SavedTraces, _measurement, load_traces
+from ..reference import ReferenceEnergy, ReferenceMeter
+from .analysis import Validation, analyse
+from .plan import Item, PlanSettings, Schedule
+from .plots import error_vs_length, step_trace
+from .report import write_markdown, write_summary_csv, write_truth_csv, write_windows_csv
+from .run import BurstRecord, Recording
 
 _NS = 1_000_000_000
 NAN = float("nan")
 RUN_JSON = "run.json"
+RAW_FILES = (RUN_JSON, "traces.npz", "reference.csv")
+"""What a re-analysis reads; commit these (the other files are derived from them)."""
 FORMAT = 1
-LEGACY_EDGE_IDLE_S = 0.7
-"""The idle margin at run boundaries of runs that saved no run.json."""
 
 
 class SavedMeter:
@@ -55,8 +55,6 @@ class SavedMeter:
         return self.saved.trace(source, device)
 
     def measure_ns(self, start_ns: int, end_ns: int, name: str = "", wait_s: float = 0.0):
-        from ..meter import SOURCES
-
         def one(index: int) -> dict[str, Any]:
             caps = self.report["capabilities"][str(index)]
             traces = {s: self.saved.trace_ns(s, index) for s in SOURCES if caps[s]["available"]}
@@ -86,9 +84,6 @@ class SavedReference:
                 p.append(float(row["power_w"]))
         self._t_ns = np.array(t, dtype=np.int64)
         self._power_w = np.array(p, dtype=np.float64)
-
-    def samples_ns(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._t_ns, self._power_w
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         return self._t_ns / _NS, self._power_w
@@ -162,177 +157,63 @@ def _recording_from_json(data: dict[str, Any]) -> Recording:
     return rec
 
 
-# --- folders without run.json ----------------------------------------------------------------
+# --- the folder ---------------------------------------------------------------------------
 
-HEADER_KEYS = {"GPU": "gpu_line", "driver": "driver", "date": "date", "workload": "workload",
-               "versions": "versions", "command": "command", "meter": "meter_original"}
-
-
-def info_from_markdown(path: Path) -> dict[str, Any]:
-    """The run info from an old ``validation.md``'s header lines (``- **key**: value``)."""
-    info: dict[str, Any] = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("## "):
-            break
-        m = re.match(r"- \*\*(.+?)\*\*: (.*)$", line)
-        if m and m.group(1) in HEADER_KEYS:
-            info[HEADER_KEYS[m.group(1)]] = m.group(2).strip()
-    gpu = re.match(r"(.*) \(NVML index (\S+), (\S+)\)$", info.pop("gpu_line", ""))
-    if gpu:
-        info["gpu"], info["nvml_index"], info["uuid"] = gpu.group(1), gpu.group(2), gpu.group(3)
-    if "command" in info:
-        info["command"] = info["command"].strip("`")
-    return info
+PLOTS = {"error_vs_length": "error_vs_length.png", "step_trace": "step_trace.png"}
 
 
-def _plan_of_command(command: str, counter_interval_s: float) -> tuple[PlanSettings, int]:
-    """The plan and seed a ``python -m ecomeasure.validate ...`` command ran."""
-    from .__main__ import parse_args
-    words = shlex.split(command)
-    while words and not words[0].startswith("-"):
-        words.pop(0)  # "python -m ecomeasure.validate"
-    if words and words[0] == "-m":
-        words = words[2:]
-    words = [w for w in words if w not in ("-m",)]
-    args = parse_args(words)
-    settings = default_settings(tuple(args.lengths) if args.lengths else None, quick=args.quick,
-                                counter_interval_s=counter_interval_s)
-    # Runs without run.json predate the margin's sizing from the meter: it was 0.7 s then.
-    return replace(settings, edge_idle_s=LEGACY_EDGE_IDLE_S), args.seed
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _float(text: str) -> float:
-    return float(text) if text not in ("", None) else NAN
-
-
-def recover_recording(folder: Path, meter: SavedMeter, settings: PlanSettings, seed: int,
-                      notes: list[str]) -> Recording:
-    """The recording of an old folder: burst marks from windows.csv (exact, ns), run bounds
-    from truth.csv's durations and the seeded schedule's last gaps, the step's load edges
-    from the driver samples (only the step plot uses them)."""
-    plan = schedule(build_plan(settings), seed=seed)
-    items = plan.items
-    windows = _read_csv(folder / "windows.csv")
-    truths = {r["label"]: r for r in _read_csv(folder / "truth.csv")}
-    labels = {w["label"] for w in windows} | set(truths)
-    missing = labels - {i.label for i in items}
-    if missing:
-        raise ValueError(f"the plan rebuilt from the command has no workload(s) {sorted(missing)}: "
-                         "cannot match the saved windows to it")
-    rec = Recording(plan, bursts={i: [] for i in range(len(items))})
-    last_gap = {}
-    for op in plan.ops:
-        if op.kind == "idle" and op.run == "A":
-            last_gap[op.item] = op.duration_s  # the last one before "end" wins
-    for i, item in enumerate(items):
-        rows = [w for w in windows if w["label"] == item.label]
-        t = truths.get(item.label)
-        if item.kind in ("burst", "square"):
-            rows.sort(key=lambda w: int(w["index"]))
-            for w in rows:
-                edge_j = _float(w["counter_at_edges_j"])
-                rec.bursts[i].append(BurstRecord(_ns(w["start_s"]), _ns(w["end_s"]), 0.0, edge_j,
-                                                 _float(w.get("events_s", ""))))
-        elif item.kind == "steady" and rows and t is not None:
-            start = min(_ns(w["start_s"]) for w in rows) - round(item.settle_s * _NS)
-            rec.bursts[i].append(BurstRecord(start, start + round(float(t["burst_s"]) * _NS), NAN, NAN))
-        if t is None or not rec.bursts[i]:
-            continue
-        first, last = rec.bursts[i][0].start_ns, rec.bursts[i][-1].end_ns
-        active_ns, idle_ns = round(float(t["active_s"]) * _NS), round(float(t["idle_s"]) * _NS)
-        # A = lead idle, the bursts, the last gap; what it took beyond them (counter reads,
-        # launches, sleeps overshooting) is split between its two ends.
-        slack = active_ns - (last - first) - round((item.lead_idle_s + last_gap[i]) * _NS)
-        a1 = last + round(last_gap[i] * _NS) + slack // 2
-        rec.runs[(i, "A")] = (a1 - active_ns, a1)
-        rec.runs[(i, "B")] = (a1, a1 + idle_ns)
-        if abs(slack) > 0.05 * _NS:
-            notes.append(f"{item.label}: run A took {slack / 1e6:+.0f} ms more than its marks and planned idle")
-    # The step (no truth): its load's edges from the driver samples, before the next item.
-    for i, item in enumerate(items):
-        if item.kind != "step":
-            continue
-        nxt = next((rec.runs[(j, "A")][0] for j in range(i + 1, len(items)) if (j, "A") in rec.runs), None)
-        if nxt is None:
-            continue
-        t_ns, w = meter.trace_ns("samples")
-        span = round((item.lead_idle_s / 2 + item.length_s + item.tail_idle_s) * _NS)  # not the warm-up
-        keep = (t_ns >= nxt - span) & (t_ns <= nxt)
-        tt, ww = t_ns[keep], w[keep]
-        if len(tt) < 3:
-            continue
-        high = ww > (np.min(ww) + np.max(ww)) / 2
-        k_on, k_off = int(np.argmax(high)), len(high) - 1 - int(np.argmax(high[::-1]))
-        b0, b1 = int(tt[k_on]), int(tt[min(k_off + 1, len(tt) - 1)])
-        rec.bursts[i] = [BurstRecord(b0, b1, NAN, NAN)]
-        rec.runs[(i, "A")] = (b0 - round(item.lead_idle_s * _NS), nxt)
-        notes.append(f"{item.label}: edges of its load found in the driver samples (the plot only)")
-    starts = [a for a, _ in rec.runs.values()]
-    ends = [b for _, b in rec.runs.values()]
-    rec.start_ns, rec.end_ns = (min(starts), max(ends)) if starts else (0, 0)
-    return rec
-
-
-def _counter_interval_from_traces(meter: SavedMeter) -> float:
-    t, _ = meter.trace_ns("counter")
-    return float(np.median(np.diff(t))) / _NS if len(t) >= 2 else NAN
+def write_outputs(validation: Validation, out_dir: str | Path, meter: Meter | None = None,
+                  reference: ReferenceMeter | None = None,
+                  raw_files: dict[str, Path] | None = None) -> dict[str, Path]:
+    """validation.csv (each window alone), validation_with_tail.csv (burst windows plus their
+    tail), windows.csv, truth.csv, run.json, the two plots, validation.md and, given the
+    meters, their raw traces (traces.npz, reference.csv); a re-analysis passes the raw files
+    it read as ``raw_files`` instead, and they are copied. Returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"validation.csv": write_summary_csv(validation.summary, validation, out / "validation.csv"),
+             "validation_with_tail.csv": write_summary_csv(validation.summary_tail, validation,
+                                                           out / "validation_with_tail.csv"),
+             "windows.csv": write_windows_csv(validation, out / "windows.csv"),
+             "truth.csv": write_truth_csv(validation, out / "truth.csv")}
+    if validation.recording is not None:
+        files[RUN_JSON] = write_run_json(validation, out / RUN_JSON)
+    plots = {}
+    if any(r.n for r in validation.summary):
+        files[PLOTS["error_vs_length"]] = error_vs_length(validation, out / PLOTS["error_vs_length"])
+        plots["error_vs_length"] = PLOTS["error_vs_length"]
+    if validation.step is not None:
+        title = f"{validation.info.get('gpu', '')}: idle -> load -> idle, every source".strip(": ")
+        files[PLOTS["step_trace"]] = step_trace(validation.step, out / PLOTS["step_trace"], title)
+        plots["step_trace"] = PLOTS["step_trace"]
+    files["validation.md"] = write_markdown(validation, out / "validation.md", plots)
+    if meter is not None:
+        files["traces.npz"] = meter.save(out / "traces.npz")
+    if reference is not None:
+        files["reference.csv"] = reference.save_csv(out / "reference.csv")
+    for name, source in (raw_files or {}).items():
+        target = out / name
+        if Path(source).resolve() != target.resolve():
+            shutil.copyfile(source, target)
+        files[name] = target
+    return files
 
 
 def load(folder: str | Path) -> tuple[Validation, dict[str, Path]]:
-    """Re-evaluates a validation folder from its saved files. Returns the validation and the
-    raw files (traces.npz, reference.csv) it read."""
+    """Re-evaluates a validation folder from its saved files (``RAW_FILES``; the reference's
+    readings may be missing). Returns the validation and the raw files it read."""
     folder = Path(folder)
-    traces = folder / "traces.npz"
-    if not traces.exists():
-        raise FileNotFoundError(f"{traces} is missing: a re-analysis needs the meter's traces")
+    run, traces, ref_path = (folder / name for name in RAW_FILES)
+    for path in (run, traces):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: a re-analysis needs {RUN_JSON} and traces.npz")
     meter = SavedMeter(traces)
-    ref_path = folder / "reference.csv"
     reference = SavedReference(ref_path) if ref_path.exists() else None
-    raw = {"traces.npz": traces} | ({"reference.csv": ref_path} if reference is not None else {})
-    run = folder / RUN_JSON
-    if run.exists():
-        data = json.loads(run.read_text())
-        settings = _tuples(PlanSettings, data["plan"])
-        info = dict(data["info"])
-        meter_settings = dict(data.get("meter_settings") or meter.settings)
-        recording = _recording_from_json(data["recording"])
-        counter_update_s, tail_s = float(data.get("counter_update_s", 0.1)), float(data.get("tail_s", TAIL_S))
-        notes: list[str] = []
-    else:
-        md = folder / "validation.md"
-        info = info_from_markdown(md) if md.exists() else {}
-        notes = [f"no {RUN_JSON} (the run predates it): run info from validation.md's header, the recording "
-                 "from windows.csv, truth.csv and the plan rebuilt from its command"]
-        meter_settings = dict(meter.settings)
-        if not meter_settings:
-            observed = _counter_interval_from_traces(meter)
-            meter_settings = {"counter_interval_s": round(observed, 1)}
-            info["meter"] = (f"`Meter()` defaults of the version that ran; it saved no settings. Its counter "
-                             f"readings are {observed:.2f} s apart (median), so the counter was read every "
-                             f"{round(observed, 1):g} s")
-            if info.get("meter_original"):
-                notes.append(f"the original report's meter line (\"{info['meter_original']}\") was wrong: "
-                             f"the saved counter readings are {observed:.2f} s apart")
-        info.pop("meter_original", None)
-        info.setdefault("gpu", meter.devices[0].name if meter.devices else "?")
-        info.setdefault("driver", meter.driver_version)
-        if meter.devices:
-            info.setdefault("uuid", meter.devices[0].uuid)
-            info.setdefault("nvml_index", meter.devices[0].index)
-        settings, seed = _plan_of_command(info.get("command", "python -m ecomeasure.validate"),
-                                          meter_settings.get("counter_interval_s", 1.0))
-        recording = recover_recording(folder, meter, settings, seed, notes)
-        notes.append("marks vs CUDA events: bursts and square waves only (the step's and the steady load's "
-                     "event lengths were not saved)")
-        counter_update_s, tail_s = 0.1, TAIL_S
-    if "counter_interval_s" not in meter_settings or not math.isfinite(meter_settings["counter_interval_s"]):
-        meter_settings["counter_interval_s"] = round(_counter_interval_from_traces(meter), 1)
-    validation = analyse(recording, settings, meter, reference, counter_update_s=counter_update_s, info=info,
-                         meter_settings=meter_settings, tail_s=tail_s)
-    validation.info["reanalysis_notes"] = notes
+    raw = {p.name: p for p in (run, traces, ref_path) if p.exists()}
+    data = json.loads(run.read_text())
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{run} has format {data.get('format')!r}; this version reads format {FORMAT}")
+    validation = analyse(_recording_from_json(data["recording"]), _tuples(PlanSettings, data["plan"]), meter,
+                         reference, counter_update_s=float(data["counter_update_s"]), info=dict(data["info"]),
+                         meter_settings=dict(data["meter_settings"]), tail_s=float(data["tail_s"]))
     return validation, raw

@@ -1,0 +1,188 @@
+"""README.md's result tables, generated from committed data so that they cannot drift from it.
+
+Each generated table sits between two markers; the first names the table's kind and its data
+(a path relative to the README), and the block ends with the command that regenerates it:
+
+    <!-- generated: validation docs/runs/2026-11-26-h200-validation -->
+    | burst | ... |
+    ...
+
+    regenerate: `python benchmarks/readme_tables.py --write`
+    <!-- end: validation -->
+
+Kinds:
+
+- ``bench``: a benchmark results directory, read by ``ecomeasure.report`` (latest row of each
+  configuration): throughput, energy per 1k tokens gross and net of idle by the native meter,
+  gross by the 10 Hz reference, and the deltas vs fp16 of the same model and batch size;
+- ``validation``: a saved validation folder (``python -m ecomeasure.validate --out DIR``),
+  re-analysed as ``--from`` does: median (worst) error of isolated bursts per length, for the
+  headline (window, and burst plus its tail) and the seed's 10 Hz method;
+- ``sampler``: the JSON ``benchmarks/sampler_overhead.py --json`` writes.
+
+    python benchmarks/readme_tables.py --check   # exit 1, naming each table that differs
+    python benchmarks/readme_tables.py --write   # rewrite every marked table
+
+Bad input (missing data, a marker without its end, an unknown kind) is one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ecomeasure.report import ReportInputError, load_results_dir
+from ecomeasure.report import fmt
+from ecomeasure.report.stats import BASELINE_QUANT
+from ecomeasure.report.tables import markdown, result_rows
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+REGENERATE = "regenerate: `python benchmarks/readme_tables.py --write`"
+BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end: (?P=kind) -->)",
+                   re.DOTALL)
+OPENING = re.compile(r"<!-- generated:")
+
+
+class TableError(ValueError):
+    """A marked table cannot be generated; the message says why."""
+
+
+def _median_worst(row) -> str:
+    """A summary row's "median (worst)" error, as README writes percentages."""
+    if row is None or not row.n:
+        return fmt.DASH
+    return f"{fmt.pct(100 * row.median_error)} ({fmt.pct(100 * row.worst_error)})"
+
+
+def validation_table(folder: Path) -> str:
+    """Isolated bursts, per length: the headline's error (window; burst plus its tail) and the
+    10 Hz reference's, re-analysed from the folder's saved files."""
+    from ecomeasure.validate import load
+    from ecomeasure.validate.analysis import find
+    try:
+        validation, _ = load(folder)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        raise TableError(f"cannot re-analyse {folder}: {error}") from None
+    lengths = sorted({r.length_s for r in validation.summary if r.kind == "burst"})
+    header = ["burst", "native headline, window", f"native headline, burst + {validation.tail_s:g} s tail",
+              "seed's 10 Hz method, window"]
+    rows = [[f"{length:g} s", _median_worst(find(validation.summary, "burst", length, "headline")),
+             _median_worst(find(validation.summary_tail, "burst", length, "headline")),
+             _median_worst(find(validation.summary, "burst", length, "reference_10hz"))] for length in lengths]
+    return markdown(header, rows)
+
+
+def _delta(row: dict, column: str) -> str:
+    """A delta vs fp16; empty on the fp16 row itself."""
+    return "" if row["quant"] == BASELINE_QUANT else fmt.pct(row[column])
+
+
+def bench_table(results_dir: Path) -> str:
+    """One row per configuration (latest run), per GPU in order of appearance."""
+    try:
+        dataset = load_results_dir(results_dir)
+    except ReportInputError as error:
+        raise TableError(str(error)) from None
+    gpus = [g for g in dataset.gpus() if dataset.ok_on(g)]
+    header = (["GPU"] if len(gpus) > 1 else []) + [
+        "model", "config", "BS", "tok/s (CV %)", "J/1k gross, native", "J/1k net of idle",
+        "J/1k gross, 10 Hz ref", "vs fp16 gross", "vs fp16 net"]
+    rows = []
+    for gpu in gpus:
+        # Both lists come in the same order (result_rows sorts the same configurations).
+        for n, r in zip(result_rows(dataset, gpu, "native"), result_rows(dataset, gpu, "ref")):
+            rows.append(([gpu] if len(gpus) > 1 else []) + [
+                n["model"], n["quant"], str(n["batch_size"]),
+                f"{fmt.plain(n['throughput_tok_s_mean'])} ({fmt.plain(n['throughput_cv_pct'])})",
+                fmt.energy(n["energy_j_per_1k_mean"]), fmt.energy(n["energy_net_j_per_1k_mean"]),
+                fmt.energy(r["energy_j_per_1k_mean"]), _delta(n, "delta_vs_fp16_pct"),
+                _delta(n, "delta_vs_fp16_net_pct")])
+    if not rows:
+        raise TableError(f"{results_dir} has no successful configuration")
+    return markdown(header, rows)
+
+
+def sampler_table(path: Path) -> str:
+    """What the sampler thread keeps and costs, per phase (idle, load)."""
+    try:
+        phases = json.loads(path.read_text())["phases"]
+    except (OSError, ValueError, KeyError) as error:
+        raise TableError(f"cannot read {path}: {error}") from None
+    if not phases:
+        raise TableError(f"{path} has no phases (run sampler_overhead.py with --seconds > 0)")
+
+    def kept(p: dict, source: str) -> str:
+        return f"{p['sources'][source]['kept_per_s']:.1f}"
+
+    def total(p: dict, key: str) -> int:
+        return sum(s[key] for s in p["sources"].values())
+
+    rows = [["sampler thread CPU, share of one core"] + [f"{p['cpu_share_pct']:.2f} %" for p in phases],
+            ["driver samples kept per second"] + [kept(p, "samples") for p in phases],
+            ["instant / average power kept per second"] + [f"{kept(p, 'instant')} / {kept(p, 'average')}"
+                                                          for p in phases],
+            ["counter reads per second"] + [kept(p, "counter") for p in phases],
+            ["lost-sample gaps, NVML errors"] + [f"{total(p, 'gaps')}, {total(p, 'errors')}" for p in phases]]
+    return markdown([""] + [p["phase"] for p in phases], rows)
+
+
+KINDS: dict[str, Callable[[Path], str]] = {"bench": bench_table, "validation": validation_table,
+                                           "sampler": sampler_table}
+
+
+def _body(kind: str, path: Path) -> str:
+    if kind not in KINDS:
+        raise TableError(f"unknown table kind {kind!r} (known: {', '.join(KINDS)})")
+    if not path.exists():
+        raise TableError(f"{path} does not exist")
+    return f"{KINDS[kind](path)}\n\n{REGENERATE}\n"
+
+
+def regenerate(text: str, root: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    """README text with every marked table regenerated from its data (paths relative to
+    ``root``), and (name "kind path", old block, new block) of each table that changed."""
+    if len(OPENING.findall(text)) != len(BLOCK.findall(text)):
+        raise TableError("a '<!-- generated: KIND PATH -->' marker has no matching '<!-- end: KIND -->'")
+    changed: list[tuple[str, str, str]] = []
+
+    def one(m: re.Match) -> str:
+        body = _body(m["kind"], root / m["path"])
+        if body != m["body"]:
+            changed.append((f"{m['kind']} {m['path']}", m["body"], body))
+        return m.group(1) + body + m.group(5)
+
+    return BLOCK.sub(one, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/readme_tables.py", description=__doc__.split("\n\n")[0])
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="exit 1 if a marked table differs from its data")
+    mode.add_argument("--write", action="store_true", help="rewrite every marked table from its data")
+    p.add_argument("--readme", type=Path, default=README, help="the README (default: the repository's)")
+    args = p.parse_args(argv)
+    try:
+        text = args.readme.read_text()
+        new, changed = regenerate(text, args.readme.parent)
+    except (OSError, TableError) as error:
+        print(f"readme_tables: {error}", file=sys.stderr)
+        return 2
+    if args.write:
+        if new != text:
+            args.readme.write_text(new)
+        print(f"readme_tables: {len(changed)} table(s) rewritten" + "".join(f"\n  {c[0]}" for c in changed))
+        return 0
+    for name, old, body in changed:
+        print(f"readme_tables: {args.readme.name}: table '{name}' differs from its data; "
+              "run python benchmarks/readme_tables.py --write")
+        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), body.splitlines(True),
+                                                   f"README ({name})", "from its data"))
+    return 1 if changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

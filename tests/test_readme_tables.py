@@ -1,0 +1,186 @@
+"""benchmarks/readme_tables.py: README's marked tables are regenerated from committed data, and
+the check fails when README differs from the data."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import patched_environ
+from ecomeasure import Meter
+from ecomeasure.reference import ReferenceMeter
+from ecomeasure.report import fmt
+from ecomeasure.validate import (EdgeCounter, PlanSettings, ScriptedWorkload, build_plan, run_validation, schedule,
+                                 write_outputs)
+from ecomeasure.validate.plan import edge_idle_for
+from fakes import Profile, fake_env
+from report_fixture import FixtureConfig, write_results_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "benchmarks" / "readme_tables.py")
+readme_tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme_tables)
+
+FP16_J, NF4_J = 1000.0, 800.0  # the fixture's energies per 1k tokens; noise 0: the means are exact
+FP16_W, NF4_W, IDLE_W = 200.0, 300.0, 20.0  # unequal powers: net deltas differ from gross ones
+
+
+def _configs(nf4_j: float = NF4_J) -> list[FixtureConfig]:
+    return [FixtureConfig("mistral", 7.2, "fp16", energy_j_per_1k=FP16_J, power_w=FP16_W, noise=0.0),
+            FixtureConfig("mistral", 7.2, "nf4", energy_j_per_1k=nf4_j, power_w=NF4_W, noise=0.0)]
+
+
+def test_the_real_readme_matches_its_data(capsys):
+    """Passes without markers; with markers, every table must equal its committed data (the
+    output names the table that differs)."""
+    text = (ROOT / "README.md").read_text()
+    rc = readme_tables.main(["--check", "--readme", str(ROOT / "README.md")])
+    assert rc == 0, capsys.readouterr().out
+    if "<!-- generated:" not in text:
+        pytest.skip("README.md has no generated tables yet")
+
+
+def _readme(tmp_path: Path, *blocks: tuple[str, str]) -> Path:
+    text = "# Results\n\nSome prose.\n\n" + "\n".join(
+        f"<!-- generated: {kind} {path} -->\n<!-- end: {kind} -->\n\nMore prose.\n" for kind, path in blocks)
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    return readme
+
+
+def _write(readme: Path) -> None:
+    assert readme_tables.main(["--write", "--readme", str(readme)]) == 0
+
+
+def _table_rows(readme: Path, kind: str) -> list[list[str]]:
+    """The cells of the marked table of ``kind``, header first."""
+    block = readme.read_text().split(f"<!-- generated: {kind} ")[1].split(f"<!-- end: {kind} -->")[0]
+    lines = [line for line in block.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for k, line in enumerate(lines) if k != 1]
+
+
+@pytest.fixture()
+def bench_readme(tmp_path):
+    write_results_dir(tmp_path / "results", _configs(), idle_power_w=IDLE_W)
+    return _readme(tmp_path, ("bench", "results"))
+
+
+def test_bench_table_is_written_from_the_results(bench_readme, capsys):
+    _write(bench_readme)
+    text = bench_readme.read_text()
+    assert text.startswith("# Results\n\nSome prose.\n") and text.endswith("More prose.\n")
+    assert readme_tables.REGENERATE in text
+    header, fp16, nf4 = _table_rows(bench_readme, "bench")
+    row = dict(zip(header, nf4))
+    assert (fp16[1], nf4[1]) == ("fp16", "nf4")
+    assert row["J/1k gross, native"] == fmt.energy(NF4_J)
+    assert row["vs fp16 gross"] == fmt.pct(100 * (NF4_J / FP16_J - 1))
+    assert dict(zip(header, fp16))["vs fp16 gross"] == ""
+    # Net of idle: energy less idle power x time, time = energy / power (power has 0.5 % noise).
+    net_delta = (NF4_J * (1 - IDLE_W / NF4_W)) / (FP16_J * (1 - IDLE_W / FP16_W)) - 1
+    assert float(row["vs fp16 net"].split()[0]) == pytest.approx(100 * net_delta, abs=0.5)
+    capsys.readouterr()
+    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 0
+
+
+def test_a_changed_number_in_the_readme_fails_the_check_and_names_the_table(bench_readme, capsys):
+    _write(bench_readme)
+    delta = fmt.pct(100 * (NF4_J / FP16_J - 1))
+    bench_readme.write_text(bench_readme.read_text().replace(delta, fmt.pct(100 * (NF4_J / FP16_J - 1) - 1)))
+    capsys.readouterr()
+    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 1
+    out = capsys.readouterr().out
+    assert "table 'bench results' differs" in out
+    assert any(line.startswith("+|") and delta in line for line in out.splitlines())  # the diff shows it
+
+
+def test_changed_data_fails_the_check(bench_readme, tmp_path, capsys):
+    _write(bench_readme)
+    write_results_dir(tmp_path / "results", _configs(0.9 * NF4_J), idle_power_w=IDLE_W)
+    capsys.readouterr()
+    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 1
+    assert "bench results" in capsys.readouterr().out
+    _write(bench_readme)
+    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 0
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("<!-- generated: bench missing -->\n<!-- end: bench -->\n", "does not exist"),
+    ("<!-- generated: bench results -->\n| a |\n", "no matching"),
+    ("<!-- generated: nonsense results -->\n<!-- end: nonsense -->\n", "unknown table kind"),
+])
+def test_bad_markers_are_one_line_and_exit_2(tmp_path, capsys, text, needle):
+    (tmp_path / "results").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    assert readme_tables.main(["--check", "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("readme_tables: ") and needle in err[0]
+
+
+def test_sampler_table_from_sampler_overhead_json(tmp_path):
+    def phase(name, cpu, samples):
+        sources = {s: {"kept_per_s": k, "gaps": g, "errors": e, "power_w": 100.0}
+                   for s, k, g, e in (("samples", samples, 1, 0), ("instant", 10.0, 0, 2),
+                                      ("average", 9.5, 0, 0), ("counter", 1.0, 0, 0))}
+        return {"phase": name, "seconds": 60.0, "power_w": 100.0, "method": "calibrated",
+                "cpu_share_pct": cpu, "sources": sources}
+    (tmp_path / "sampler.json").write_text(json.dumps({"phases": [phase("idle", 1.153, 51.94),
+                                                                  phase("load", 1.2, 49.9)]}))
+    readme = _readme(tmp_path, ("sampler", "sampler.json"))
+    _write(readme)
+    header, cpu, samples, instant_average, counter, gaps = _table_rows(readme, "sampler")
+    assert header[1:] == ["idle", "load"]
+    assert cpu[1] == "1.15 %" and samples[1] == "51.9" and instant_average[1] == "10.0 / 9.5"
+    assert gaps[1] == "1, 2"
+
+
+# --- the validation table, from a quick validation saved on the fake NVML -----------------
+
+SETTINGS = PlanSettings(lengths_s=(0.25, 1.0), burst_target_s=1.0, gap_s=0.3, jitter=0.5, squares=(),
+                        steady_s=0.0, step_s=(0.3, 0.4, 0.4), edge_idle_s=edge_idle_for(0.1))
+
+
+@pytest.fixture(scope="module")
+def saved_validation(fake_nvml_dir, tmp_path_factory):
+    plan = schedule(build_plan(SETTINGS), seed=1)
+    t0_ns = time.monotonic_ns()
+    workload = ScriptedWorkload(plan, t0_ns=t0_ns, idle_w=60.0, load_w=600.0, lead_s=0.5)
+    env = fake_env(fake_nvml_dir, Profile(workload.breakpoints()), t0_ns, update_period_s=0.02,
+                   sample_period_s=0.01)
+    with patched_environ(env):
+        meter = Meter(counter_interval_s=0.1)
+        reference = ReferenceMeter(0, 0.1, nvml_library=env["ECOMEASURE_NVML_LIBRARY"]).start()
+        edges = EdgeCounter(0, env["ECOMEASURE_NVML_LIBRARY"])
+        try:
+            validation = run_validation(plan, SETTINGS, workload, meter, reference, read_counter_j=edges.read_j,
+                                        counter_update_s=0.02, info={"command": "pytest"})
+        finally:
+            reference.stop()
+            edges.close()
+            meter.stop()
+    out = tmp_path_factory.mktemp("readme") / "validation"
+    write_outputs(validation, out, meter, reference)
+    meter.close()
+    return out
+
+
+def test_validation_table_equals_a_recomputation_from_windows_csv(saved_validation):
+    readme = _readme(saved_validation.parent, ("validation", "validation"))
+    _write(readme)
+    header, *rows = _table_rows(readme, "validation")
+    with open(saved_validation / "windows.csv") as f:
+        windows = [w for w in csv.DictReader(f) if w["workload"] == "burst"]
+    assert [r[0] for r in rows] == [f"{length:g} s" for length in SETTINGS.lengths_s]
+    for row in rows:
+        ws = [w for w in windows if f"{float(w['length_s']):g} s" == row[0]]
+        for column, method in ((1, "headline"), (3, "reference_10hz")):
+            errors = [(float(w[f"{method}_j"]) - float(w["truth_j"])) / float(w["truth_j"]) for w in ws]
+            worst = max(errors, key=abs)
+            assert row[column] == f"{fmt.pct(100 * statistics.median(errors))} ({fmt.pct(100 * worst)})", header
+    assert readme_tables.main(["--check", "--readme", str(readme)]) == 0
