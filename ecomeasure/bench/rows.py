@@ -93,6 +93,11 @@ def _integral(value: float) -> float | int:
     return int(value) if value == value and value.is_integer() else value
 
 
+def join_notes(notes: Sequence[str]) -> str:
+    """The ``notes`` cell: notes separated by "; " (a ";" inside a note becomes ",")."""
+    return "; ".join(n.replace(";", ",") for n in notes)
+
+
 def per_1k(energy_j: float, tokens: int) -> float:
     return energy_j * 1000.0 / tokens if tokens else NAN
 
@@ -115,6 +120,7 @@ def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration) -> dict[str, A
         "decode_s": it.decode_s,
         "decode_energy_j": it.decode.energy_j if it.decode is not None else NAN,
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
+        "notes": join_notes([*run.notes, *it.notes]),
     }
 
 
@@ -163,7 +169,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         **{f"energy_j_per_1k_{s}": mean(col_per_1k(f"energy_j_{s}")) for s in SOURCES},
         "prefill_s_mean": mean(col("prefill_s")), "prefill_energy_j_mean": mean(col("prefill_energy_j")),
         "decode_s_mean": mean(col("decode_s")), "decode_energy_j_mean": mean(col("decode_energy_j")),
-        "traces": traces,
+        "traces": traces, "notes": join_notes(run.all_notes),
     }
 
 
