@@ -12,6 +12,7 @@ from scipy import stats
 from ecomeasure.report import (SEED_LABEL, build_report, check_dataset, cohens_d, compare_dataset,
                                load_results_dir, load_seed, mean_ci, welch)
 from ecomeasure.report.__main__ import main
+from ecomeasure.report.stats import MeanCI
 from report_fixture import (FIXTURE_GPU, ITERATION_COLUMNS, RESULT_COLUMNS, FixtureConfig,
                             failing_configs, holding_configs, write_results_dir)
 
@@ -94,8 +95,7 @@ def test_statistics_need_two_iterations():
     assert all(math.isnan(v) for v in welch([1.0], [1.0, 2.0]))
     # No spread at all: the test is undefined, and no warning escapes (warnings are errors here).
     assert all(math.isnan(v) for v in welch([2.0, 2.0, 2.0], [2.0, 2.0, 2.0]))
-    assert mean_ci([3.0, 3.0, 3.0]) == mean_ci([3.0, 3.0, 3.0])
-    assert mean_ci([3.0, 3.0, 3.0]).low == 3.0
+    assert mean_ci([3.0, 3.0, 3.0]) == MeanCI(3, 3.0, 3.0, 3.0)  # no spread: a zero-width interval
     assert math.isnan(cohens_d([2.0, 2.0], [2.0, 2.0]))
     t, p = welch([1.0, 1.0 + 1e-12, 1.0], [1.0, 1.0, 1.0 - 1e-12])  # scipy warns on precision
     assert 0.0 <= p <= 1.0 or math.isnan(p)
