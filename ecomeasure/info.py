@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -30,9 +31,16 @@ def describe(seconds: float = 1.5) -> dict:
     return report
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, not {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ecomeasure.info", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=1.5, help="how long to watch (default 1.5)")
+    parser.add_argument("--seconds", type=_seconds, default=1.5, help="how long to watch (default 1.5)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:

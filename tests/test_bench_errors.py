@@ -186,3 +186,93 @@ def test_a_step_that_cannot_be_captured_gives_an_unavailable_graph_row(bench, mo
     # Unavailable is a finding, not a failure: a rerun skips it (--redo would try again).
     assert bench("--regime", "eager", "graph") == 0
     assert "skip tiny-llama-test fp16 bs=1 graph" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp: ["--out", str(tmp / "a-file" / "results")], "cannot make the results directory"),
+    (lambda tmp: ["--out", str(tmp / "a-file")], "cannot make the results directory"),
+    (lambda tmp: ["--idle-seconds", "inf"], "must be a finite number of seconds"),
+    (lambda tmp: ["--idle-seconds", "nan"], "must be a finite number of seconds"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, make_args, message):
+    (tmp_path / "a-file").write_text("not a directory")
+    status, err = exit_status(capsys, [*SMOKE_ARGS, "--out", str(tmp_path / "results"), *make_args(tmp_path)])
+    assert status == 2
+    assert message in err and "Traceback" not in err
+    assert err.rstrip("\n").splitlines()[-1].startswith("python -m ecomeasure.bench: error: ")
+
+
+def test_malformed_cuda_device_is_exit_2_even_with_a_gpu(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("cuda:abc", "cudax", "cuda:"):
+        status, err = exit_status(capsys, ["--model", "tiny-llama-test", "--device", device, "--out", str(tmp_path)])
+        assert status == 2 and f"unknown device {device!r}" in err, err
+
+
+def test_info_refuses_a_negative_watch(capsys):
+    from ecomeasure import info
+    for seconds in ("-1", "0", "inf"):
+        with pytest.raises(SystemExit) as exc:
+            info.main(["--seconds", seconds])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "--seconds: must be a finite number of seconds above 0" in err, err
+
+
+def test_sigterm_keeps_finished_rows_and_marks_the_run_interrupted(tmp_path, weights_dir, fake_nvml_dir):
+    """SIGTERM mid-run (a scheduler's kill) is Ctrl-C: the finished configuration stays, the
+    one in progress leaves no rows or traces, the run file says interrupted, exit 143."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from fakes import Profile, clean_environ, fake_env
+    from test_bench_columns import ROOT
+
+    out = tmp_path / "results"
+    env = clean_environ(fake_env(fake_nvml_dir, Profile.steady(150.0), time.monotonic_ns()))
+    env["HF_HUB_OFFLINE"] = "1"
+    # 2 s of idle per configuration: the signal lands while the second one (bf16) idles.
+    proc = subprocess.Popen([sys.executable, "-m", "ecomeasure.bench", *SMOKE_ARGS, "--quant", "fp16", "bf16",
+                             "--idle-seconds", "2", "--out", str(out), "--weights-dir", str(weights_dir)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "results.csv").exists() and len(read_csv(out / "results.csv")[1]) == 1):
+            assert proc.poll() is None and time.monotonic() < deadline, "the first configuration never finished"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the second configuration
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted" in err
+    _, rows = read_csv(out / "results.csv")
+    assert [(r["quant"], r["status"]) for r in rows] == [("fp16", "ok")]
+    _, iterations = read_csv(out / "iterations.csv")
+    assert [i["quant"] for i in iterations] == ["fp16", "fp16"]
+    assert sorted(p.name for p in (out / "traces").iterdir()) == [
+        "tiny-llama-test_fp16_bs1.npz", "tiny-llama-test_fp16_bs1_reference.csv"]
+    (run_file,) = out.glob("run-*.json")
+    info = json.loads(run_file.read_text())
+    assert info["interrupted"] is True and info["written"] == 1
+
+
+def test_sigterm_while_writing_waits_for_the_files():
+    import os
+    import signal
+
+    from ecomeasure.bench.results import Terminated, interrupts_deferred, raise_terminated
+
+    written = []
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        with pytest.raises(Terminated):
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                written.append("the configuration's files")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert written == ["the configuration's files"]

@@ -71,10 +71,22 @@ def test_missing_bitsandbytes_says_how_to_install(without_bitsandbytes, name):
     quant.require_bitsandbytes(["fp16", "bf16"])  # no error: not quantized
 
 
-def test_bitsandbytes_detection_needs_no_import():
-    # Not installed on the test machine; either way the answer is a str or None.
-    version = quant.bitsandbytes_version()
-    assert version is None or isinstance(version, str)
+def test_bitsandbytes_detection_needs_no_import(monkeypatch):
+    import importlib.metadata
+    import importlib.util
+    import sys
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert quant.bitsandbytes_version() is None
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"bitsandbytes": "0.45.1"}[name])
+    assert quant.bitsandbytes_version() == "0.45.1"
+
+    def no_metadata(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(importlib.metadata, "version", no_metadata)
+    assert quant.bitsandbytes_version() == "unknown"  # found, but its version is not recorded
+    assert "bitsandbytes" not in sys.modules
 
 
 def test_unknown_quant_lists_the_valid_ones():

@@ -12,6 +12,7 @@ from scipy import stats
 from ecomeasure.report import (SEED_LABEL, build_report, check_dataset, cohens_d, compare_dataset,
                                load_results_dir, load_seed, mean_ci, welch)
 from ecomeasure.report.__main__ import main
+from ecomeasure.report.stats import MeanCI
 from report_fixture import (FIXTURE_GPU, ITERATION_COLUMNS, RESULT_COLUMNS, FixtureConfig,
                             failing_configs, holding_configs, write_results_dir)
 
@@ -95,8 +96,7 @@ def test_statistics_need_two_iterations():
     assert all(math.isnan(v) for v in welch([1.0], [1.0, 2.0]))
     # No spread at all: the test is undefined, and no warning escapes (warnings are errors here).
     assert all(math.isnan(v) for v in welch([2.0, 2.0, 2.0], [2.0, 2.0, 2.0]))
-    assert mean_ci([3.0, 3.0, 3.0]) == mean_ci([3.0, 3.0, 3.0])
-    assert mean_ci([3.0, 3.0, 3.0]).low == 3.0
+    assert mean_ci([3.0, 3.0, 3.0]) == MeanCI(3, 3.0, 3.0, 3.0)  # no spread: a zero-width interval
     assert math.isnan(cohens_d([2.0, 2.0], [2.0, 2.0]))
     t, p = welch([1.0, 1.0 + 1e-12, 1.0], [1.0, 1.0, 1.0 - 1e-12])  # scipy warns on precision
     assert 0.0 <= p <= 1.0 or math.isnan(p)
@@ -234,6 +234,21 @@ def test_latest_rerun_is_used(tmp_path):
     assert gross.delta_pct == pytest.approx(-45.0, abs=3.0)
 
 
+def test_rows_of_other_protocols_do_not_replace_each_other(tmp_path):
+    root = write_results_dir(tmp_path, [FixtureConfig("tinyllama", 1.1, "fp16")], iterations=2)
+    (first,) = read_csv(root / "results.csv")
+    variants = [{"new_tokens": "64"}, {"device": "cpu"}, {"regime": "graph"},
+                {"regime": "eager"}]  # no regime column = eager: this one replaces the first
+    with open(root / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*first, "regime"])
+        writer.writeheader()
+        writer.writerows([first, *({**first, **v} for v in variants)])
+    dataset = load_results_dir(root)
+    assert [(c.row["new_tokens"], c.row["device"], c.row.get("regime")) for c in dataset.configs] == [
+        ("64", "cuda", ""), ("256", "cpu", ""), ("256", "cuda", "graph"), ("256", "cuda", "eager")]
+    assert [c.row.get("regime") for c in dataset.superseded] == [""]
+
+
 # several directories, several GPUs, the seed ----------------------------------------------
 def test_several_dirs_side_by_side(tmp_path, monkeypatch):
     a = write_results_dir(tmp_path / "h100", holding_configs("NVIDIA H100 80GB HBM3"))
@@ -340,10 +355,25 @@ def test_malformed_rows_exit_2(tmp_path, capsys):
     text = (root / "results.csv").read_text().replace(",fp16,1,", ",fp16,one,")
     (root / "results.csv").write_text(text)
     assert main([str(root)]) == 2
-    assert "batch_size 'one' is not an integer" in capsys.readouterr().err
+    assert f"{root / 'results.csv'}, line 2, column batch_size: 'one' is not a number" in capsys.readouterr().err
     (root / "results.csv").write_text(text.splitlines()[0] + "\nok,too,few\n")
     assert main([str(root)]) == 2
     assert "wrong number of fields" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, column", [("results.csv", "energy_j_per_1k_mean"), ("iterations.csv", "energy_j")])
+def test_a_non_numeric_figure_stops_the_report(tmp_path, capsys, name, column):
+    root = write_results_dir(tmp_path / "r", [FixtureConfig("tinyllama", 1.1, "fp16")], iterations=2)
+    rows = read_csv(root / name)
+    rows[-1][column] = "12,5 J"  # a hand-edited cell
+    with open(root / name, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main([str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ecomeasure.report: error: {root / name}, line {len(rows) + 1}, column {column}: " \
+                  "'12,5 J' is not a number\n"
 
 
 def test_no_dirs_is_an_error(capsys):

@@ -1,14 +1,18 @@
 """``python -m ecomeasure.bench``: the command line.
 
 Exit status: 0 all configurations measured (or already there), 1 some failed (their rows
-say why), 2 bad arguments or nothing to measure with, 130 interrupted (finished rows kept).
+say why), 2 bad arguments or nothing to measure with, 130 interrupted by Ctrl-C, 143 by
+SIGTERM (either way finished rows are kept and the run file says interrupted).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .. import generation, models, quant
 from .display import Display
-from .results import HeaderMismatchError, ResultsDir
+from .results import HeaderMismatchError, ResultsDir, Terminated, raise_terminated
 from .runner import Protocol
 
 if TYPE_CHECKING:
@@ -49,10 +53,10 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def _seconds(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, at least 0, not {text}")
     return value
 
 
@@ -95,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--warmup", type=_non_negative_int, default=3, help="warmup generations (3)")
     proto.add_argument("--warmup-tokens", type=_positive_int, default=50, help="tokens per warmup generation (50)")
     proto.add_argument("--iterations", type=_positive_int, default=10, help="measured generations (10)")
-    proto.add_argument("--idle-seconds", type=_non_negative_float, default=10.0,
+    proto.add_argument("--idle-seconds", type=_seconds, default=10.0,
                        help="idle baseline before each configuration's iterations (10)")
     proto.add_argument("--seed", type=int, default=0, help="seed of random weights and estimated prompts (0)")
     run = p.add_argument_group("where")
@@ -175,8 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         hardware = environment.find_hardware(device)
         store = ResultsDir(args.out, warn=display.warn)
         store.check_headers()
+        store.root.mkdir(parents=True, exist_ok=True)  # now, not after the first configuration
     except (environment.SetupError, HeaderMismatchError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except OSError as exc:
+        parser.exit(2, f"{parser.prog}: error: --out {args.out}: cannot make the results directory "
+                       f"({exc.strerror or exc})\n")
     if not hardware.energy.available:
         display.warn(hardware.energy.note + "; energy columns stay empty")
     elif hardware.gpu is not None:
@@ -216,11 +224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares = distributed.from_main(shares)
         sweep.only = frozenset(shares[rank.rank])
         run_info["distributed"] = {**rank.to_dict(), "pinned_cpus": pinned_cpus, "share": shares[rank.rank]}
-    interrupted = False
+    interrupted, status_interrupted = False, 130
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         sweep.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted = True
+        status_interrupted = 143 if isinstance(exc, Terminated) else 130  # 128 + the signal
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     run_info.update(finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), interrupted=interrupted,
                     written=len(sweep.written), failed=len(sweep.failed), skipped=len(sweep.skipped))
     store.write_json(run_file, run_info)
@@ -240,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         display.log(f"interrupted: {len(sweep.written)} configuration(s) finished in this run are in "
                     f"{store.results_csv}; the one in progress was discarded. Run the same command "
                     "again to resume: finished rows are skipped.")
-        return 130
+        return status_interrupted
     written = [p.name + ("/" if p.is_dir() else "") for p in
                (store.results_csv, store.iterations_csv, store.traces_dir, run_file) if p.exists()]
     display.log(f"results in {store.root}/ ({', '.join(written)})")

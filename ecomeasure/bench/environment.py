@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,7 +31,7 @@ def resolve_device(requested: str | None) -> str:
     name = (requested or "cuda").strip().lower()
     if name == "cpu":
         return "cpu"
-    if not name.startswith("cuda"):
+    if not re.fullmatch(r"cuda(:\d+)?", name):
         raise SetupError(f"unknown device {requested!r}: use cuda, cuda:N or cpu")
     if not torch.cuda.is_available():
         raise SetupError(NO_GPU)

@@ -39,7 +39,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "decode_s_mean", "decode_energy_j_mean", "decode_ms_per_step_mean", "bytes_per_step",
     "memory_bandwidth_gb_s", "bandwidth_source", "bandwidth_floor_ms_per_step", "bandwidth_floor_fraction",
     "gpu_busy_share_mean", "outlier_iterations", "same_tokens_as_eager", "gpu_name", "gpu_uuid", "driver", "device",
-    "torch_version", "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces",
+    "torch_version", "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces", "notes",
 )
 """Columns of ``results.csv``, in order: one row per (model, quant, batch_size)."""
 
@@ -48,9 +48,17 @@ ITERATION_COLUMNS: tuple[str, ...] = (
     "throughput_tok_s", "energy_j", "energy_net_j", "method", "energy_j_samples", "energy_j_instant",
     "energy_j_average", "energy_j_counter", "ref_energy_j", "ref_energy_net_j", "ref_samples",
     "prefill_s", "prefill_energy_j", "decode_s", "decode_energy_j", "idle_power_w", "ref_idle_power_w",
-    "gpu_busy_share", "outlier",
+    "gpu_busy_share", "outlier", "notes",
 )
 """Columns of ``iterations.csv``: one row per measured iteration."""
+
+TEXT_COLUMNS: frozenset[str] = frozenset({
+    "date", "status", "error", "model", "model_id", "weights", "quant", "prompt_tokens_source",
+    "method", "gpu_name", "gpu_uuid", "driver", "device", "regime", "torch_version",
+    "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces", "notes",
+    "bandwidth_source", "outlier_iterations", "same_tokens_as_eager", "outlier",
+})
+"""Columns of either file that hold text; every other one holds a number or nothing."""
 
 RESULTS_CSV = "results.csv"
 ITERATIONS_CSV = "iterations.csv"
@@ -77,19 +85,35 @@ def parse_float(cell: str | None) -> float:
         return float("nan")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``), handled like Ctrl-C: finished rows are kept."""
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """A SIGTERM handler that interrupts the main thread the way Ctrl-C does."""
+    raise Terminated
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Holds off Ctrl-C (SIGINT) for the duration, then delivers it: a group of files is
-    written completely or not at all."""
+    """Holds off Ctrl-C (SIGINT) and SIGTERM for the duration, then delivers them as
+    KeyboardInterrupt (Terminated for SIGTERM): a group of files is written completely or
+    not at all."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in _DEFERRED}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if signal.SIGTERM in received:
+            raise Terminated
         if received:
             raise KeyboardInterrupt
 

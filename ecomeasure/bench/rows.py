@@ -104,6 +104,11 @@ def _integral(value: float) -> float | int:
     return int(value) if value == value and value.is_integer() else value
 
 
+def join_notes(notes: Sequence[str]) -> str:
+    """The ``notes`` cell: notes separated by "; " (a ";" inside a note becomes ",")."""
+    return "; ".join(n.replace(";", ",") for n in notes)
+
+
 def per_1k(energy_j: float, tokens: int) -> float:
     return energy_j * 1000.0 / tokens if tokens else NAN
 
@@ -144,6 +149,7 @@ def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool 
         "decode_energy_j": it.decode.energy_j if it.decode is not None else NAN,
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
         "gpu_busy_share": it.gpu_busy_share, "outlier": outlier,
+        "notes": join_notes([*run.notes, *it.notes]),
     }
 
 
@@ -207,7 +213,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         "gpu_busy_share_mean": mean(col("gpu_busy_share")),
         "outlier_iterations": ";".join(str(r["iteration"]) for r in iteration_rows if r["outlier"]),
         "same_tokens_as_eager": run.same_tokens_as_eager,
-        "traces": traces,
+        "traces": traces, "notes": join_notes(run.all_notes),
     }
 
 

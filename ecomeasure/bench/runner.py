@@ -53,6 +53,8 @@ class Iteration:
     decode: Measurement | None = None
     ref_energy_j: float = NAN
     ref_samples: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What a reader of this iteration's figures must know (``notes`` column)."""
 
     @property
     def gpu_busy_share(self) -> float:
@@ -91,9 +93,27 @@ class ConfigRun:
     meter: Meter | None = None
     reference: ReferenceMeter | None = None
     notes: list[str] = field(default_factory=list)
+    """Notes on the whole configuration; each iteration carries its own."""
     token_ids: Any = None
     """The last iteration's generated ids (to compare regimes)."""
     same_tokens_as_eager: bool | None = None
+
+    def note(self, text: str, iteration: Iteration | None = None) -> None:
+        """Records a note on the configuration, or on one iteration."""
+        (iteration.notes if iteration is not None else self.notes).append(text)
+
+    @property
+    def all_notes(self) -> list[str]:
+        """The configuration's notes, then every iteration's (prefixed with its index)."""
+        return [*self.notes, *(f"iteration {it.index}: {n}" for it in self.iterations for n in it.notes)]
+
+
+def host_stamped(timing: generation.Timing) -> bool:
+    """True if a stream mark of ``timing`` lost its CUDA event (older than the core's event
+    ring), so that host stamps, late by the driver's callback latency, placed its window.
+    Marks that do not say (``has_event`` not exposed) count as timed by the GPU."""
+    return any(m.on_stream and getattr(m, "has_event", True) is False
+               for m in (timing.begin, timing.first_token, timing.end))
 
 
 def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, ReferenceMeter | None]:
@@ -146,6 +166,9 @@ def run_configuration(generate: Callable[[int], generation.Timing], protocol: Pr
         step("idle")
         run = ConfigRun(iterations, idle_window_s=(idle_start_s, idle_end_s), meter=meter,
                         reference=reference, notes=notes, token_ids=token_ids)
+        for it, timing in zip(iterations, timings):
+            if host_stamped(timing):
+                run.note("a stream mark outlived the CUDA event ring: window placed by host stamps", it)
         _measure(run, meter, reference, idle_start_s, idle_end_s)
         return run
     finally:
@@ -157,33 +180,47 @@ def run_configuration(generate: Callable[[int], generation.Timing], protocol: Pr
 
 def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | None,
              idle_start_s: float, idle_end_s: float) -> None:
-    """Energies of the idle window and of every iteration's windows, by both methods."""
+    """Energies of the idle window and of every iteration's windows, by both methods.
+    Anything that makes a figure less than it claims (no idle baseline, a window the data
+    do not cover) becomes a note on the row."""
     idle_s = idle_end_s - idle_start_s
+    if idle_s <= 0:
+        run.note("no idle baseline (--idle-seconds 0): net-of-idle figures left empty")
     if meter is not None:
         if run.iterations:
             # Wait for readings past the last window, then stop: every figure below is then
             # what the saved traces give (the headline's calibration spans the whole trace).
             last_ns = max(run.iterations[-1].end_ns, int(idle_end_s * _NS))
-            meter.measure_ns(last_ns, last_ns)
+            if not meter.measure_ns(last_ns, last_ns).complete:
+                run.note("native meter: no reading past the last window's end before the wait timed out")
         meter.stop()
         if idle_s > 0:
-            run.idle_power_w = meter.measure(idle_start_s, idle_end_s, "idle").energy_j / idle_s
+            idle = meter.measure(idle_start_s, idle_end_s, "idle")
+            run.idle_power_w = idle.energy_j / idle_s
+            if not idle.complete:
+                run.note("native meter: the data do not cover the whole idle window")
         for it in run.iterations:
             it.total = meter.measure_ns(it.start_ns, it.end_ns, f"iteration {it.index}")
             it.prefill = meter.measure_ns(it.start_ns, it.first_token_ns, f"prefill {it.index}")
             it.decode = meter.measure_ns(it.first_token_ns, it.end_ns, f"decode {it.index}")
             if not it.total.complete:
-                run.notes.append(f"iteration {it.index}: the native meter's data do not cover the whole window")
+                run.note("the native meter's data do not cover the whole window", it)
     if reference is not None and run.iterations:
         # The reference needs one reading past each window's end to interpolate it.
-        reference.wait_past(max(run.iterations[-1].end_s, idle_end_s))
+        if not reference.wait_past(max(run.iterations[-1].end_s, idle_end_s)):
+            run.note("reference method: no reading past the last window's end before the wait timed out")
         if idle_s > 0:
-            run.ref_idle_power_w = reference.power_w(idle_start_s, idle_end_s)
+            idle_ref = reference.energy_j(idle_start_s, idle_end_s)
+            run.ref_idle_power_w = idle_ref.energy_j / idle_s
+            if not idle_ref.complete:
+                run.note("reference method: its readings do not cover the whole idle window")
         for it in run.iterations:
             ref = reference.energy_j(it.start_s, it.end_s)
             it.ref_energy_j, it.ref_samples = ref.energy_j, ref.samples
+            if not ref.complete:
+                run.note("reference method: its readings do not cover the whole window", it)
         if reference.errors:
-            run.notes.append(f"reference method: {reference.errors} NVML errors ({reference.last_error})")
+            run.note(f"reference method: {reference.errors} NVML errors ({reference.last_error})")
 
 
 def net(energy_j: float, idle_power_w: float, duration_s: float) -> float:

@@ -312,7 +312,7 @@ class Sweep:
             self.store.append_result(row)
             self.written.append((ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
             self._note_run(ctx, "ok", run=run)
-        for note in run.notes:
+        for note in run.all_notes:
             self.display.warn(f"{label}: {note}")
         self.display.log(_one_line(label, row))
 
@@ -331,7 +331,7 @@ class Sweep:
         if error:
             entry["error"] = error
         if run is not None:
-            entry["notes"] = run.notes
+            entry["notes"] = run.all_notes
             entry["idle_window_s"] = run.idle_window_s
             entry["meter"] = run.meter.report() if run.meter is not None else None
             entry["reference"] = ({"samples": len(run.reference.samples_ns()[0]), "errors": run.reference.errors,

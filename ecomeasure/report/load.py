@@ -2,9 +2,9 @@
 
 A results directory becomes a ``Dataset``: its configurations (one ``Config`` per row of
 ``results.csv``), each with its rows of ``iterations.csv``. Only the latest row of each
-(GPU, model, quant, batch size, regime) is used; earlier re-runs are kept as ``superseded``.
-A directory that holds both decode regimes is reported as one dataset per regime
-(``split_by_regime``), side by side.
+protocol (GPU, model, quant, batch size, new tokens, device, regime) is used; earlier re-runs
+are kept as ``superseded``. A directory that holds both decode regimes is reported as one
+dataset per regime (``split_by_regime``), side by side.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.results import parse_float  # the reader of the files the bench writes
+from ..bench.results import TEXT_COLUMNS, parse_float  # the reader of the files the bench writes
 
 SEED_LABEL = "seed (published, not measured by ecomeasure)"
 """How the seed's published numbers are labelled wherever they appear."""
@@ -213,10 +213,32 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             for line, row in enumerate(reader, start=2):
                 if None in row or any(v is None for v in row.values()):
                     raise ReportInputError(f"{path}, line {line}: wrong number of fields")
+                _check_numbers(path, line, row)
                 rows.append(row)
             return rows
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ReportInputError(f"{path} is malformed: {exc}") from None
+
+
+def _check_numbers(path: Path, line: int, row: Mapping[str, str]) -> None:
+    """Every cell outside TEXT_COLUMNS is a number or empty: a mangled figure must stop the
+    report, not turn into NaN and drop out of a table."""
+    for column, cell in row.items():
+        if column in TEXT_COLUMNS or cell == "":
+            continue
+        try:
+            float(cell)
+        except ValueError:
+            raise ReportInputError(f"{path}, line {line}, column {column}: {cell!r} is not a number") from None
+
+
+def protocol_key(config: Config) -> tuple[str, str, str, int, str, str, str]:
+    """What makes two rows measurements of the same thing: a later row of the same key
+    replaces an earlier one, rows of different protocols never do. Files from before the
+    ``regime`` column measured the eager regime."""
+    row = config.row
+    return (config.gpu_name, config.model, config.quant, config.batch_size, row.get("new_tokens", ""),
+            row.get("device", ""), row.get("regime") or "eager")
 
 
 def _batch_size(path: Path, line: int, cell: str) -> int:
@@ -308,10 +330,10 @@ def load_results_dir(path: str | Path, label: str | None = None) -> Dataset:
 
     configs = [_config(label, results_csv, line, row, paired.get(line, ()))
                for line, row in enumerate(rows, start=2)]
-    latest: dict[tuple[str, str, str, int, str], Config] = {}
+    latest: dict[tuple[str, str, str, int, str, str, str], Config] = {}
     for config in configs:
         if config.ok:
-            latest[(config.gpu_name, config.model, config.quant, config.batch_size, config.regime)] = config
+            latest[protocol_key(config)] = config
     kept = {id(c) for c in latest.values()}
     used = [c for c in configs if not c.ok or id(c) in kept]
     superseded = [c for c in configs if c.ok and id(c) not in kept]
