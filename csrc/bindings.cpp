@@ -16,9 +16,9 @@ using namespace ecomeasure;
 
 namespace {
 
-Source to_source(int s) {
-  if (s < 0 || s >= kSourceCount) throw py::value_error("source must be 0..3");
-  return Source(s);
+int to_trace(int k) {
+  if (k < 0 || k >= kTraceCount) throw py::value_error("trace must be 0..4 (a source, or utilization)");
+  return k;
 }
 
 py::tuple arrays(const Trace& t) {
@@ -52,7 +52,7 @@ py::dict to_dict(const DeviceEnergy& e) {
   }
   return py::dict(py::arg("energy_j") = e.energy_j, py::arg("method") = e.method,
                   py::arg("calibration") = e.calibration, py::arg("complete") = e.complete,
-                  py::arg("sources") = sources);
+                  py::arg("gpu_busy_share") = e.gpu_busy_share, py::arg("sources") = sources);
 }
 
 py::dict to_dict(const SourceStatus& s) {
@@ -86,6 +86,8 @@ PYBIND11_MODULE(_native, m) {
   py::register_exception<InvalidStream>(m, "InvalidStreamError", meter_error.ptr());
 
   m.attr("SOURCES") = py::make_tuple("samples", "instant", "average", "counter");
+  // Every trace the sampler keeps: the energy sources, then GPU utilization (percent).
+  m.attr("TRACES") = py::make_tuple("samples", "instant", "average", "counter", "utilization");
   m.def("monotonic_ns", &monotonic_ns, "The meter's clock: CLOCK_MONOTONIC in ns.");
 
   py::class_<Sampler>(m, "Sampler")
@@ -125,13 +127,13 @@ PYBIND11_MODULE(_native, m) {
                                return out;
                              })
       .def("status",
-           [](const Sampler& s, std::size_t dev, int src) { return to_dict(s.status(dev, to_source(src))); })
+           [](const Sampler& s, std::size_t dev, int src) { return to_dict(s.status(dev, to_trace(src))); })
       .def("trace",
            [](const Sampler& s, std::size_t dev, int src) {
              Trace t;
              {
                py::gil_scoped_release release;
-               t = s.trace(dev, to_source(src));
+               t = s.trace(dev, to_trace(src));
              }
              return arrays(t);
            })
@@ -174,18 +176,22 @@ PYBIND11_MODULE(_native, m) {
       "window_energy",
       [](py::dict traces, py::list gaps, std::int64_t t0, std::int64_t t1,
          std::int64_t calibration_min_span_ns) {
-        // traces: {source name: (t_ns array, value array)} for one device
-        std::vector<Trace> owned(kSourceCount);
+        // traces: {source name or "utilization": (t_ns array, value array)} for one device
+        std::vector<Trace> owned(kTraceCount);
         std::vector<Gap> gap_list;
         DeviceTraces view;
-        for (int k = 0; k < kSourceCount; ++k) {
-          const char* name = source_name(Source(k));
+        for (int k = 0; k < kTraceCount; ++k) {
+          const char* name = k == kUtilization ? "utilization" : source_name(Source(k));
           if (!traces.contains(name)) continue;
           auto pair = traces[name].cast<py::tuple>();
           owned[k] = from_arrays(pair[0].cast<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>>(),
                                  pair[1].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>());
-          view.source[k] = &owned[k];
-          view.available[k] = true;
+          if (k == kUtilization) {
+            view.utilization = &owned[k];
+          } else {
+            view.source[k] = &owned[k];
+            view.available[k] = true;
+          }
         }
         for (auto g : gaps) {
           auto p = g.cast<py::tuple>();

@@ -20,6 +20,8 @@ const char* source_name(Source s) {
 DeviceEnergy window_energy(const DeviceTraces& d, std::int64_t t0, std::int64_t t1,
                            std::int64_t calibration_min_span_ns) {
   DeviceEnergy out;
+  if (const Trace* u = d.utilization; u && !u->t_ns.empty())
+    out.gpu_busy_share = busy_share(u->t_ns.data(), u->value.data(), u->t_ns.size(), t0, t1);
   for (int k = 0; k < kSourceCount; ++k) {
     const Trace* tr = d.source[k];
     SourceEnergy& e = out.source[k];

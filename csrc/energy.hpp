@@ -2,6 +2,7 @@
 // headline figure. Shared by the live sampler and by traces loaded back from a file.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -34,12 +35,15 @@ struct DeviceEnergy {
   std::string method;        // which method produced it
   double calibration = 1.0;  // counter / driver samples, when method == "calibrated"
   bool complete = false;
+  // Share of the window in which a kernel ran (NVML utilization samples); NaN if unknown.
+  double gpu_busy_share = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct DeviceTraces {
   const Trace* source[kSourceCount] = {};
   bool available[kSourceCount] = {};
   const std::vector<Gap>* gaps = nullptr;  // lost driver samples
+  const Trace* utilization = nullptr;      // percent; null where the GPU has none
 };
 
 DeviceEnergy window_energy(const DeviceTraces& traces, std::int64_t t0_ns, std::int64_t t1_ns,

@@ -15,6 +15,11 @@
 
 namespace ecomeasure {
 
+// The sampler's traces: the energy sources, then GPU utilization (percent, not power, so it
+// is kept out of the energy sources).
+constexpr int kUtilization = kSourceCount;
+constexpr int kTraceCount = kSourceCount + 1;
+
 struct SourceStatus {
   bool available = false;
   std::string reason;           // why not available
@@ -67,9 +72,10 @@ class Sampler {
   const std::vector<DeviceInfo>& devices() const { return infos_; }
   const std::string& driver_version() const { return driver_version_; }
 
-  // `device` is the position in devices(), not the NVML index.
-  SourceStatus status(std::size_t device, Source s) const;
-  Trace trace(std::size_t device, Source s) const;
+  // `device` is the position in devices(), not the NVML index; `trace` is a Source or
+  // kUtilization.
+  SourceStatus status(std::size_t device, int trace) const;
+  Trace trace(std::size_t device, int trace) const;
   DeviceEnergy energy(std::size_t device, std::int64_t t0_ns, std::int64_t t1_ns) const;
   // Blocks until every working source of every device has a reading at or after t_ns
   // (asking the thread to read at once), or until the timeout; true if the data is there.
@@ -88,11 +94,19 @@ class Sampler {
     std::uint64_t changes = 0;
     std::int64_t first_change_ns = 0, last_change_ns = 0;
   };
+  // A driver ring read with nvmlDeviceGetSamples.
+  struct Ring {
+    int type;
+    double scale;                      // trace units per NVML unit
+    bool track_gaps;                   // record lost spans (power samples)
+    unsigned long long last_us = 0;    // newest stamp seen
+    std::vector<nvml::Sample> buffer;  // drain buffer, sized once to the driver's ring
+  };
   struct DeviceData {
     nvml::Device handle = nullptr;
-    SourceData source[kSourceCount];
-    unsigned long long last_sample_us = 0;
-    std::vector<nvml::Sample> buffer;  // drain buffer, sized once to the driver's ring
+    SourceData source[kTraceCount];  // Source order, then kUtilization
+    Ring power{nvml::TOTAL_POWER_SAMPLES, 1e-3, true};            // mW -> W
+    Ring utilization{nvml::GPU_UTILIZATION_SAMPLES, 1.0, false};  // percent
     bool have_counter_origin = false;
     unsigned long long counter_origin_mj = 0;
   };
@@ -100,12 +114,12 @@ class Sampler {
   void probe(DeviceData& d);
   void run();
   void poll_power(DeviceData& d, Source s, std::int64_t now, bool on_demand);
-  void drain_samples(DeviceData& d);
+  void drain(DeviceData& d, SourceData& sd, Ring& ring);
   void read_counter(DeviceData& d);
-  void record_error(DeviceData& d, Source s, nvml::Return r);
+  void record_error(SourceData& sd, nvml::Return r);
   void keep(SourceData& sd, std::int64_t t, double v);  // caller holds mutex_
   void clear_failure(SourceData& sd);
-  bool needs(const SourceData& sd, Source s, std::int64_t t) const;
+  bool needs(const SourceData& sd, int trace, std::int64_t t) const;
 
   SamplerOptions options_;
   const nvml::Api* api_ = nullptr;

@@ -5,6 +5,7 @@ import numpy as np
 import numpy.typing as npt
 
 SOURCES: tuple[str, str, str, str]
+TRACES: tuple[str, str, str, str, str]
 
 class MeterError(RuntimeError): ...
 class NVMLUnavailableError(MeterError): ...

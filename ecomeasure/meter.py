@@ -29,11 +29,23 @@ _NS = 1_000_000_000
 DEFAULT_WAIT_S = 2.0
 
 
+TRACES: tuple[str, ...] = tuple(_native.TRACES)
+"""Every trace the meter keeps: the energy SOURCES, then ``utilization`` (NVML's GPU
+utilization samples, percent of each ~1/6 s period in which a kernel ran; not power)."""
+
+
 def _source_index(source: str) -> int:
     try:
         return SOURCES.index(source)
     except ValueError:
         raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}") from None
+
+
+def _trace_index(trace: str) -> int:
+    try:
+        return TRACES.index(trace)
+    except ValueError:
+        raise ValueError(f"unknown trace {trace!r}; choose from {', '.join(TRACES)}") from None
 
 
 def stream_handle(stream: Any) -> int | None:
@@ -102,6 +114,10 @@ class DeviceEnergy:
     calibration: float
     complete: bool
     sources: Mapping[str, SourceEnergy] = field(default_factory=dict)
+    gpu_busy_share: float = float("nan")
+    """Share (0..1) of the window in which a kernel ran, from NVML's utilization samples
+    (time-weighted, each sample covering the period since the one before); NaN where the GPU
+    gives none or none covers the window."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,13 @@ class Measurement:
     def complete(self) -> bool:
         return all(d.complete for d in self.devices.values())
 
+    @property
+    def gpu_busy_share(self) -> float:
+        """Share (0..1) of the window in which a kernel ran, the mean over devices; NaN if any
+        device lacks it (see DeviceEnergy.gpu_busy_share)."""
+        shares = [d.gpu_busy_share for d in self.devices.values()]
+        return float(sum(shares) / len(shares)) if shares else float("nan")
+
     def source_energy_j(self, source: str) -> float:
         """Energy by one source, summed over devices; NaN where a device lacks it."""
         _source_index(source)
@@ -151,7 +174,8 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["devices"] = {str(k): v for k, v in out["devices"].items()}
-        out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method)
+        out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method,
+                   gpu_busy_share=self.gpu_busy_share)
         return out
 
 
@@ -165,7 +189,8 @@ def _measurement(name: str, t0_ns: int, t1_ns: int,
         sources = {name_: SourceEnergy(name_, s["energy_j"], power(s["energy_j"]), s["samples"],
                                        s["complete"]) for name_, s in raw["sources"].items()}
         devices[index] = DeviceEnergy(index, raw["energy_j"], power(raw["energy_j"]), raw["method"],
-                                      raw["calibration"], raw["complete"], sources)
+                                      raw["calibration"], raw["complete"], sources,
+                                      raw["gpu_busy_share"])
     return Measurement(name, t0_ns / _NS, t1_ns / _NS, devices)
 
 
@@ -385,17 +410,19 @@ class Meter:
                              f"{sorted(self._position)}") from None
 
     def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(time_s, value) of one source: W, or for the counter J since the first reading."""
-        t_ns, value = self._sampler.trace(self._device_position(device), _source_index(source))
+        """(time_s, value) of one trace (see TRACES): W, for the counter J since the first
+        reading, for ``utilization`` percent busy over the period ending at each stamp."""
+        t_ns, value = self.trace_ns(source, device)
         return t_ns / _NS, value
 
     def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self._sampler.trace(self._device_position(device), _source_index(source))
+        """Like trace, with times in monotonic ns."""
+        return self._sampler.trace(self._device_position(device), _trace_index(source))
 
     def capabilities(self) -> dict[int, dict[str, dict[str, Any]]]:
-        """Per device and source: whether it answers, its observed update period, errors and
-        lost-sample gaps."""
-        return {d.index: {s: self._sampler.status(k, i) for i, s in enumerate(SOURCES)}
+        """Per device and trace (SOURCES and ``utilization``): whether it answers (else
+        ``reason``), its observed update period, errors and lost-sample gaps."""
+        return {d.index: {s: self._sampler.status(k, i) for i, s in enumerate(TRACES)}
                 for k, d in enumerate(self.devices)}
 
     def stats(self) -> dict[str, float]:
@@ -418,7 +445,7 @@ class Meter:
         path = Path(path)
         arrays: dict[str, np.ndarray] = {}
         for k, d in enumerate(self.devices):
-            for i, s in enumerate(SOURCES):
+            for i, s in enumerate(TRACES):
                 t_ns, value = self._sampler.trace(k, i)
                 arrays[f"{d.index}/{s}/t_ns"] = t_ns
                 arrays[f"{d.index}/{s}/value"] = value
@@ -439,7 +466,8 @@ class SavedTraces:
         self.devices = [DeviceInfo(**d) for d in self.report["devices"]]
 
     def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        _source_index(source)
+        """(time ns, value) of one trace (see TRACES) as saved."""
+        _trace_index(source)
         index = self.devices[0].index if device is None else device
         return self._arrays[f"{index}/{source}/t_ns"], self._arrays[f"{index}/{source}/value"]
 
@@ -451,7 +479,9 @@ class SavedTraces:
         t0, t1 = int(round(start_s * _NS)), int(round(end_s * _NS))
         def one(d: DeviceInfo) -> dict[str, Any]:
             caps = self.report["capabilities"][str(d.index)]
-            traces = {s: self.trace_ns(s, d.index) for s in SOURCES if caps[s]["available"]}
+            # Files from before utilization was recorded have no entry for it.
+            traces = {s: self.trace_ns(s, d.index) for s in TRACES
+                      if caps.get(s, {}).get("available")}
             gaps = [tuple(g) for g in caps["samples"]["gaps"]]
             return _native.window_energy(traces, gaps, t0, t1, self.report["calibration_min_span_ns"])
         return _measurement(name, t0, t1, ((d.index, one(d)) for d in self.devices))
