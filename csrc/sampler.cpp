@@ -5,6 +5,8 @@
 #include <cmath>
 #include <ctime>
 
+#include <unistd.h>
+
 #include "clock.hpp"
 #include "errors.hpp"
 
@@ -44,7 +46,7 @@ std::int64_t thread_cpu_ns() {
 
 }  // namespace
 
-Sampler::Sampler(SamplerOptions options) : options_(std::move(options)) {
+Sampler::Sampler(SamplerOptions options) : options_(std::move(options)), owner_pid_(getpid()) {
   try {
     api_ = &nvml::load(options_.nvml_library);
   } catch (const std::exception& e) {
@@ -91,9 +93,18 @@ Sampler::Sampler(SamplerOptions options) : options_(std::move(options)) {
   wall_offset_ns_ = measure_wall_offset_ns();
 }
 
-Sampler::~Sampler() { close(); }
+Sampler::~Sampler() {
+  if (forked()) {
+    (void)sync_.release();  // deliberately leaked: see the class comment
+    return;
+  }
+  close();
+}
+
+bool Sampler::forked() const { return getpid() != owner_pid_; }
 
 void Sampler::close() {
+  if (forked()) return;  // NVML and the thread belong to the parent
   stop();
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
   if (closed_) return;
@@ -162,6 +173,8 @@ void Sampler::probe(DeviceData& d) {
 }
 
 void Sampler::start() {
+  if (forked())
+    throw MeterFailure("this meter was made in the process that forked this one; create a new one here");
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
   if (closed_) throw MeterFailure("this meter was closed; create a new one");
   std::lock_guard<std::mutex> lock(mutex_);
@@ -173,6 +186,7 @@ void Sampler::start() {
 }
 
 void Sampler::stop() {
+  if (forked()) return;
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
   {
     std::lock_guard<std::mutex> lock(mutex_);

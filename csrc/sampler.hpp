@@ -7,8 +7,11 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <memory>
 #include <thread>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "energy.hpp"
 #include "nvml.hpp"
@@ -57,6 +60,10 @@ struct SamplerStats {
   std::uint64_t loops = 0;
 };
 
+// After fork() the child holds a copy of the sampler without its thread, and with its lock
+// and condition variables copied in whatever state the parent's thread left them. In such a
+// child stop(), close() and the destructor do nothing, and the destructor leaks the thread and
+// synchronisation objects on purpose: joining or destroying them could hang forever.
 class Sampler {
  public:
   explicit Sampler(SamplerOptions options);  // throws NvmlUnavailable
@@ -67,7 +74,9 @@ class Sampler {
   void start();  // idempotent
   void stop();   // idempotent; joins the thread
   void close();  // stops and lets go of NVML; the traces stay readable
-  bool running() const { return running_.load(); }
+  bool running() const { return running_.load() && !forked(); }
+  // True in a child forked after this sampler was made: it owns nothing of it.
+  bool forked() const;
 
   const std::vector<DeviceInfo>& devices() const { return infos_; }
   const std::string& driver_version() const { return driver_version_; }
@@ -127,11 +136,20 @@ class Sampler {
   std::vector<DeviceInfo> infos_;
   std::vector<DeviceData> devices_;
 
-  std::mutex lifecycle_;            // serialises start and stop
-  mutable std::mutex mutex_;        // guards the traces and statuses
-  std::condition_variable wake_;    // wakes the sampler (stop, or a waiter wants data now)
-  std::condition_variable data_;    // tells waiters new readings are in
-  std::thread thread_;
+  // What a forked child must never join or destroy, on the heap so that it can be leaked.
+  struct Sync {
+    std::mutex lifecycle;
+    std::mutex mutex;
+    std::condition_variable wake, data;
+    std::thread thread;
+  };
+  const pid_t owner_pid_;
+  std::unique_ptr<Sync> sync_ = std::make_unique<Sync>();
+  std::mutex& lifecycle_ = sync_->lifecycle;        // serialises start and stop
+  std::mutex& mutex_ = sync_->mutex;                // guards the traces and statuses
+  std::condition_variable& wake_ = sync_->wake;     // wakes the sampler (stop, or a waiter wants data now)
+  std::condition_variable& data_ = sync_->data;     // tells waiters new readings are in
+  std::thread& thread_ = sync_->thread;
   std::atomic<bool> running_{false};
   bool stop_requested_ = false;     // under mutex_
   bool closed_ = false;             // under lifecycle_

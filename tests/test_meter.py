@@ -362,6 +362,34 @@ def test_meter_used_after_fork_says_so(fake_nvml_dir):
     assert out.stdout.strip() == "0"
 
 
+@pytest.mark.parametrize("how", ["sys.exit", "return"])
+def test_forked_child_of_a_running_meter_exits_promptly(fake_nvml_dir, how):
+    # The child exits normally, so finalizers and destructors run on the sampler state it
+    # copied mid-wait; it must leave that state alone. Several forks make a fork land while
+    # the thread waits on its condition variable or holds its lock.
+    env = clean_environ(fake_env(fake_nvml_dir, None, None))
+    out = run_python(f"""
+        import os, sys, time, ecomeasure
+        meter = ecomeasure.Meter(poll_interval_s=0.001)
+        codes = []
+        for k in range(20):
+            pid = os.fork()
+            if pid == 0:
+                if "{how}" == "sys.exit":
+                    sys.exit(7)
+                break  # the child returns from the loop and ends the script normally
+            _, status = os.waitpid(pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+            time.sleep(0.003)
+        else:
+            meter.close()
+            print(codes)
+    """, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    expected = 7 if how == "sys.exit" else 0
+    assert out.stdout.strip() == str([expected] * 20)
+
+
 def test_sampler_thread_does_not_hold_the_gil(fake_nvml_dir):
     # A busy pure-Python loop keeps the GIL; the sampler must keep sampling regardless.
     with patched_environ(fake_env(fake_nvml_dir, Profile.steady(100.0), None)):
