@@ -44,6 +44,20 @@ def test_headline_and_driver_samples_within_1pct_for_windows_of_1s_and_longer(ri
     assert relative_error(m.source_energy_j("samples"), truth) < 0.01
 
 
+def test_calibration_removes_a_sensor_gain_the_counter_does_not_share(fake_nvml_dir):
+    # The driver samples read 10 % high; the counter is exact. The headline scales the samples
+    # to the counter, so it must land on the truth while the raw samples keep the gain.
+    profile = Profile.step(150.0, 600.0, 1.51, 3.01)
+    rec = record(fake_nvml_dir, profile, 4.3, meter_kwargs={"calibration_min_span_s": 2.0},
+                 samples_gain=1.1)
+    for a, b in [(0.5, 4.0), (1.2, 2.4), (3.1, 4.1)]:
+        m, truth = rec.window(a, b)
+        assert m.method == "calibrated"
+        assert m.devices[0].calibration == pytest.approx(1 / 1.1, rel=0.01)
+        assert relative_error(m.energy_j, truth) < 0.01, (a, b)
+        assert relative_error(m.source_energy_j("samples"), 1.1 * truth) < 0.01
+
+
 @pytest.mark.parametrize("a,b", STEADY_EDGE_WINDOWS)
 def test_counter_within_1pct_where_window_edges_are_steady(slow_step_recording, a, b):
     m, truth = slow_step_recording.window(a, b)
