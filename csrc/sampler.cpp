@@ -202,11 +202,12 @@ void Sampler::stop() {
 }
 
 void Sampler::keep(SourceData& sd, std::int64_t t, double v) {
-  // Time stamps must not go backwards, or the integration's binary searches break.
-  if (!sd.trace.t_ns.empty() && t < sd.trace.t_ns.back()) t = sd.trace.t_ns.back();
-  sd.trace.t_ns.push_back(t);
-  sd.trace.value.push_back(v);
+  append(sd.trace, t, v, options_.trace_keep_ns);
   ++sd.status.readings;
+  auto& gaps = sd.status.gaps;
+  if (!gaps.empty() && gaps.front().to_ns < sd.trace.t_ns.front())  // gone with its readings
+    gaps.erase(gaps.begin(), std::find_if(gaps.begin(), gaps.end(),
+                                          [&](const Gap& g) { return g.to_ns >= sd.trace.t_ns.front(); }));
 }
 
 void Sampler::record_error(SourceData& sd, nvml::Return r) {
@@ -283,13 +284,16 @@ void Sampler::drain(DeviceData& d, SourceData& sd, Ring& ring) {
     const nvml::Sample& s = ring.buffer[i];
     if (s.timeStamp <= ring.last_us) continue;
     const std::int64_t t = std::int64_t(s.timeStamp) * kNsPerUs - offset;
-    if (ring.track_gaps && ring.last_us != 0) {
-      const std::int64_t prev = std::int64_t(ring.last_us) * kNsPerUs - offset;
+    if (ring.track_gaps && ring.last_t_ns >= 0) {
+      // From the last kept sample as it was placed then: if the wall clock stepped back, the
+      // driver's samples stop until it catches up, and that hole must show as lost.
+      const std::int64_t prev = ring.last_t_ns;
       // A full ring, or a hole longer than the driver ever leaves, means samples were lost.
       const bool ring_full = i == 0 && n == ring.buffer.size();
       if (ring_full || t - prev > options_.gap_threshold_ns) sd.status.gaps.push_back({prev, t});
     }
     ring.last_us = s.timeStamp;
+    ring.last_t_ns = t;
     keep(sd, t, as_double(type, s.sampleValue) * ring.scale);
   }
 }
@@ -346,7 +350,14 @@ void Sampler::run() {
         read_counter(d);
     }
     if (now >= next_offset) {
-      wall_offset_ns_ = measure_wall_offset_ns();
+      const std::int64_t offset = measure_wall_offset_ns();
+      // NTP slews by microseconds; a step back of more than a millisecond is recorded.
+      if (const std::int64_t back = wall_offset_ns_.load() - offset; back > 1'000'000) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++wall_steps_back_;
+        wall_step_back_ns_ += back;
+      }
+      wall_offset_ns_ = offset;
       next_offset = now + kWallOffsetRefreshNs;
     }
     cpu_ns_ = thread_cpu_ns() - cpu_at_start;
@@ -391,6 +402,8 @@ SourceStatus Sampler::status(std::size_t device, int trace) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const SourceData& sd = devices_.at(device).source[trace];
   SourceStatus st = sd.status;
+  st.clamped = sd.trace.clamped;
+  st.dropped = sd.trace.dropped;
   if (trace == int(Source::samples) || trace == kUtilization) {  // every driver sample is kept
     const auto& t = sd.trace.t_ns;
     if (t.size() >= 2) st.update_period_s = double(t.back() - t.front()) * 1e-9 / double(t.size() - 1);
@@ -415,7 +428,7 @@ DeviceEnergy Sampler::energy(std::size_t device, std::int64_t t0, std::int64_t t
   }
   view.gaps = &d.source[int(Source::samples)].status.gaps;
   if (d.source[kUtilization].status.available) view.utilization = &d.source[kUtilization].trace;
-  return window_energy(view, t0, t1, options_.calibration_min_span_ns);
+  return window_energy(view, t0, t1, options_.calibration_min_span_ns, options_.calibration_reach_ns);
 }
 
 SamplerStats Sampler::stats() const {
@@ -424,6 +437,8 @@ SamplerStats Sampler::stats() const {
   s.cpu_time_s = double(cpu_ns_.load()) * 1e-9;
   s.wall_time_s = double(run_ns_before_ + (running_ ? monotonic_ns() - started_ns_ : 0)) * 1e-9;
   s.loops = loops_.load();
+  s.wall_clock_steps_back = wall_steps_back_;
+  s.wall_clock_step_back_s = double(wall_step_back_ns_) * 1e-9;
   return s;
 }
 

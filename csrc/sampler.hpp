@@ -29,6 +29,8 @@ struct SourceStatus {
   double update_period_s = 0;   // observed spacing of new values; 0 until known
   std::uint64_t readings = 0;   // kept in the trace
   std::uint64_t errors = 0;     // failed reads while running
+  std::uint64_t clamped = 0;    // stamps that went backwards (wall clock stepped), moved up
+  std::uint64_t dropped = 0;    // oldest readings let go (trace_keep_ns)
   std::string last_error;
   std::vector<Gap> gaps;        // spans where driver samples were lost
 };
@@ -47,7 +49,13 @@ struct SamplerOptions {
   std::int64_t counter_interval_ns = 1'000'000'000; // energy counter (~4 ms of CPU a read)
   std::int64_t keepalive_ns = 100'000'000;          // keep an unchanged value this often
   std::int64_t gap_threshold_ns = 250'000'000;      // driver samples further apart = lost
+  // The headline's calibration uses the counter readings within reach of the window on
+  // each side, once they span the minimum.
   std::int64_t calibration_min_span_ns = 30'000'000'000;
+  std::int64_t calibration_reach_ns = 60'000'000'000;
+  // Traces keep about the newest this much (up to 1.25x) so a day-long run stays bounded
+  // (~5-7 MB per GPU-hour); 0 keeps everything.
+  std::int64_t trace_keep_ns = 4 * 3600 * 1'000'000'000LL;
   // The counter changes every ~100 ms, so a read returns a value that is on average half
   // of that old; its time stamp is moved back by this much.
   std::int64_t counter_lag_ns = 50'000'000;
@@ -58,6 +66,10 @@ struct SamplerStats {
   double cpu_time_s = 0;   // the sampler thread's own CPU time
   double wall_time_s = 0;  // time it has been running
   std::uint64_t loops = 0;
+  // Backward steps of the wall clock (NTP) seen when re-measuring its offset: the driver
+  // stamps its samples on that clock, so a step may drop (gap) or clamp driver samples.
+  std::uint64_t wall_clock_steps_back = 0;
+  double wall_clock_step_back_s = 0;  // the sum of those steps
 };
 
 // After fork() the child holds a copy of the sampler without its thread, and with its lock
@@ -109,6 +121,7 @@ class Sampler {
     double scale;                      // trace units per NVML unit
     bool track_gaps;                   // record lost spans (power samples)
     unsigned long long last_us = 0;    // newest stamp seen
+    std::int64_t last_t_ns = -1;       // its time on our clock when it was kept
     std::vector<nvml::Sample> buffer;  // drain buffer, sized once to the driver's ring
   };
   struct DeviceData {
@@ -157,6 +170,8 @@ class Sampler {
   std::atomic<std::int64_t> wall_offset_ns_{0};
   std::atomic<std::int64_t> cpu_ns_{0};
   std::atomic<std::uint64_t> loops_{0};
+  std::uint64_t wall_steps_back_ = 0;  // under mutex_
+  std::int64_t wall_step_back_ns_ = 0;
   std::int64_t started_ns_ = 0, run_ns_before_ = 0;  // for stats(): time spent running
 };
 

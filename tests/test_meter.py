@@ -427,7 +427,7 @@ BUSY_PERIOD_NS = 166_666_667  # the fake's default 1/6 s, in its integer ns
 
 @pytest.fixture(scope="module")
 def busy_recording(fake_nvml_dir):
-    return record(fake_nvml_dir, Profile.steady(300.0), 3.0, utilization=BUSY)
+    return record(fake_nvml_dir, Profile.steady(300.0), 3.4, utilization=BUSY)  # drained past 2.84 s
 
 
 def step_share(a: float, b: float) -> float:
