@@ -16,9 +16,9 @@ using namespace ecomeasure;
 
 namespace {
 
-Source to_source(int s) {
-  if (s < 0 || s >= kSourceCount) throw py::value_error("source must be 0..3");
-  return Source(s);
+int to_trace(int k) {
+  if (k < 0 || k >= kTraceCount) throw py::value_error("trace must be 0..4 (a source, or utilization)");
+  return k;
 }
 
 py::tuple arrays(const Trace& t) {
@@ -52,7 +52,7 @@ py::dict to_dict(const DeviceEnergy& e) {
   }
   return py::dict(py::arg("energy_j") = e.energy_j, py::arg("method") = e.method,
                   py::arg("calibration") = e.calibration, py::arg("complete") = e.complete,
-                  py::arg("sources") = sources);
+                  py::arg("gpu_busy_share") = e.gpu_busy_share, py::arg("sources") = sources);
 }
 
 py::dict to_dict(const SourceStatus& s) {
@@ -61,7 +61,74 @@ py::dict to_dict(const SourceStatus& s) {
   return py::dict(py::arg("available") = s.available, py::arg("reason") = s.reason,
                   py::arg("update_period_s") = s.update_period_s, py::arg("readings") = s.readings,
                   py::arg("errors") = s.errors, py::arg("last_error") = s.last_error,
+                  py::arg("clamped") = s.clamped, py::arg("dropped") = s.dropped,
                   py::arg("gaps") = gaps);
+}
+
+const std::int64_t kDefaultReachNs = SamplerOptions().calibration_reach_ns;
+
+using Int64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+const char* trace_name(int k) { return k == kUtilization ? "utilization" : source_name(Source(k)); }
+
+int trace_index(const std::string& name) {
+  for (int k = 0; k < kTraceCount; ++k)
+    if (name == trace_name(k)) return k;
+  throw py::value_error("unknown trace " + name);
+}
+
+// One device's traces held by the core (loaded from a file, or fed by a benchmark), so that
+// each window is measured without copying them again.
+struct TraceSet {
+  std::vector<Trace> traces = std::vector<Trace>(kTraceCount);
+  bool present[kTraceCount] = {};
+  std::vector<Gap> gaps;
+  std::int64_t keep_ns = 0;
+
+  void append(const std::string& name, const Int64Array& t, const DoubleArray& v) {
+    if (t.ndim() != 1 || v.ndim() != 1 || t.shape(0) != v.shape(0))
+      throw py::value_error("times and values must be 1-D arrays of the same length");
+    const int k = trace_index(name);
+    present[k] = true;
+    for (py::ssize_t i = 0; i < t.shape(0); ++i) ecomeasure::append(traces[k], t.data()[i], v.data()[i], keep_ns);
+  }
+  DeviceEnergy energy(std::int64_t t0, std::int64_t t1, std::int64_t min_span_ns, std::int64_t reach_ns) const {
+    DeviceTraces view;
+    for (int k = 0; k < kSourceCount; ++k) {
+      view.source[k] = present[k] ? &traces[k] : nullptr;
+      view.available[k] = present[k];
+    }
+    view.utilization = present[kUtilization] ? &traces[kUtilization] : nullptr;
+    view.gaps = &gaps;
+    return window_energy(view, t0, t1, min_span_ns, reach_ns);
+  }
+  std::size_t memory_bytes() const {
+    std::size_t n = 0;
+    for (const Trace& tr : traces) n += tr.t_ns.capacity() * sizeof(std::int64_t) + tr.value.capacity() * sizeof(double);
+    return n + gaps.capacity() * sizeof(Gap);
+  }
+};
+
+TraceSet make_trace_set(const py::dict& traces, const py::list& gaps, std::int64_t keep_ns) {
+  TraceSet set;
+  set.keep_ns = keep_ns;
+  for (auto item : traces) {
+    auto pair = item.second.cast<py::tuple>();
+    const Trace tr = from_arrays(pair[0].cast<Int64Array>(), pair[1].cast<DoubleArray>());
+    const int k = trace_index(item.first.cast<std::string>());
+    set.present[k] = true;
+    if (keep_ns == 0) {
+      set.traces[k] = tr;
+    } else {
+      for (std::size_t i = 0; i < tr.t_ns.size(); ++i) append(set.traces[k], tr.t_ns[i], tr.value[i], keep_ns);
+    }
+  }
+  for (auto g : gaps) {
+    auto p = g.cast<py::tuple>();
+    set.gaps.push_back({p[0].cast<std::int64_t>(), p[1].cast<std::int64_t>()});
+  }
+  return set;
 }
 
 template <class F>
@@ -86,12 +153,15 @@ PYBIND11_MODULE(_native, m) {
   py::register_exception<InvalidStream>(m, "InvalidStreamError", meter_error.ptr());
 
   m.attr("SOURCES") = py::make_tuple("samples", "instant", "average", "counter");
+  // Every trace the sampler keeps: the energy sources, then GPU utilization (percent).
+  m.attr("TRACES") = py::make_tuple("samples", "instant", "average", "counter", "utilization");
   m.def("monotonic_ns", &monotonic_ns, "The meter's clock: CLOCK_MONOTONIC in ns.");
 
   py::class_<Sampler>(m, "Sampler")
       .def(py::init([](std::vector<unsigned> devices, std::int64_t poll_ns, std::int64_t drain_ns,
                        std::int64_t counter_ns, std::int64_t keepalive_ns, std::int64_t gap_ns,
                        std::int64_t calibration_ns, std::int64_t counter_lag_ns,
+                       std::int64_t calibration_reach_ns, std::int64_t trace_keep_ns,
                        std::string nvml_library) {
              SamplerOptions o;
              o.devices = std::move(devices);
@@ -102,12 +172,16 @@ PYBIND11_MODULE(_native, m) {
              o.gap_threshold_ns = gap_ns;
              o.calibration_min_span_ns = calibration_ns;
              o.counter_lag_ns = counter_lag_ns;
+             o.calibration_reach_ns = calibration_reach_ns;
+             o.trace_keep_ns = trace_keep_ns;
              o.nvml_library = std::move(nvml_library);
              return new Sampler(std::move(o));
            }),
            py::arg("devices"), py::arg("poll_interval_ns"), py::arg("drain_interval_ns"),
            py::arg("counter_interval_ns"), py::arg("keepalive_ns"), py::arg("gap_threshold_ns"),
-           py::arg("calibration_min_span_ns"), py::arg("counter_lag_ns"), py::arg("nvml_library"),
+           py::arg("calibration_min_span_ns"), py::arg("counter_lag_ns"), py::arg("calibration_reach_ns"),
+           py::arg("trace_keep_ns"),
+           py::arg("nvml_library"),
            py::call_guard<py::gil_scoped_release>())
       .def("start", &Sampler::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Sampler::stop, py::call_guard<py::gil_scoped_release>())
@@ -125,13 +199,13 @@ PYBIND11_MODULE(_native, m) {
                                return out;
                              })
       .def("status",
-           [](const Sampler& s, std::size_t dev, int src) { return to_dict(s.status(dev, to_source(src))); })
+           [](const Sampler& s, std::size_t dev, int src) { return to_dict(s.status(dev, to_trace(src))); })
       .def("trace",
            [](const Sampler& s, std::size_t dev, int src) {
              Trace t;
              {
                py::gil_scoped_release release;
-               t = s.trace(dev, to_source(src));
+               t = s.trace(dev, to_trace(src));
              }
              return arrays(t);
            })
@@ -149,7 +223,9 @@ PYBIND11_MODULE(_native, m) {
       .def("stats", [](const Sampler& s) {
         const SamplerStats st = s.stats();
         return py::dict(py::arg("cpu_time_s") = st.cpu_time_s,
-                        py::arg("wall_time_s") = st.wall_time_s, py::arg("loops") = st.loops);
+                        py::arg("wall_time_s") = st.wall_time_s, py::arg("loops") = st.loops,
+                        py::arg("wall_clock_steps_back") = st.wall_clock_steps_back,
+                        py::arg("wall_clock_step_back_s") = st.wall_clock_step_back_s);
       });
 
   m.def("mark_now", &marks::mark_now, "A mark stamped now.");
@@ -170,31 +246,39 @@ PYBIND11_MODULE(_native, m) {
   m.def("cumulative_delta", with_integral(&cumulative_delta), py::arg("t_ns"),
         py::arg("energy_j"), py::arg("t0_ns"), py::arg("t1_ns"),
         "Energy (J) of a cumulative energy trace over [t0, t1]: (energy_j, points_inside, covered).");
+  py::class_<TraceSet>(m, "TraceSet")
+      .def(py::init(&make_trace_set), py::arg("traces"), py::arg("gaps"), py::arg("keep_ns") = 0,
+           "One device's traces {name: (t_ns, value)} and lost-sample gaps, held by the core; "
+           "keep_ns > 0 bounds them as the sampler does.")
+      .def("append", &TraceSet::append, py::arg("name"), py::arg("t_ns"), py::arg("value"),
+           "Adds readings through the sampler's own append (clamping, keep_ns).")
+      .def("energy",
+           [](const TraceSet& s, std::int64_t t0, std::int64_t t1, std::int64_t span, std::int64_t reach) {
+             DeviceEnergy e;
+             {
+               py::gil_scoped_release release;
+               e = s.energy(t0, t1, span, reach);
+             }
+             return to_dict(e);
+           },
+           py::arg("t0_ns"), py::arg("t1_ns"), py::arg("calibration_min_span_ns"),
+           py::arg("calibration_reach_ns") = kDefaultReachNs)
+      .def("trace", [](const TraceSet& s, const std::string& name) { return arrays(s.traces[trace_index(name)]); })
+      .def("counts",
+           [](const TraceSet& s, const std::string& name) {
+             const Trace& t = s.traces[trace_index(name)];
+             return py::dict(py::arg("clamped") = t.clamped, py::arg("dropped") = t.dropped);
+           },
+           "Readings of one trace whose stamp went backwards (clamped) or that were let go (dropped).")
+      .def_property_readonly("memory_bytes", &TraceSet::memory_bytes);
   m.def(
       "window_energy",
       [](py::dict traces, py::list gaps, std::int64_t t0, std::int64_t t1,
-         std::int64_t calibration_min_span_ns) {
-        // traces: {source name: (t_ns array, value array)} for one device
-        std::vector<Trace> owned(kSourceCount);
-        std::vector<Gap> gap_list;
-        DeviceTraces view;
-        for (int k = 0; k < kSourceCount; ++k) {
-          const char* name = source_name(Source(k));
-          if (!traces.contains(name)) continue;
-          auto pair = traces[name].cast<py::tuple>();
-          owned[k] = from_arrays(pair[0].cast<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>>(),
-                                 pair[1].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>());
-          view.source[k] = &owned[k];
-          view.available[k] = true;
-        }
-        for (auto g : gaps) {
-          auto p = g.cast<py::tuple>();
-          gap_list.push_back({p[0].cast<std::int64_t>(), p[1].cast<std::int64_t>()});
-        }
-        view.gaps = &gap_list;
-        return to_dict(window_energy(view, t0, t1, calibration_min_span_ns));
+         std::int64_t calibration_min_span_ns, std::int64_t calibration_reach_ns) {
+        return to_dict(make_trace_set(traces, gaps, 0).energy(t0, t1, calibration_min_span_ns,
+                                                               calibration_reach_ns));
       },
       py::arg("traces"), py::arg("gaps"), py::arg("t0_ns"), py::arg("t1_ns"),
-      py::arg("calibration_min_span_ns"),
-      "Per-source and headline energy of one device's traces over [t0, t1].");
+      py::arg("calibration_min_span_ns"), py::arg("calibration_reach_ns") = kDefaultReachNs,
+      "Per-source and headline energy of one device's traces over [t0, t1] (see TraceSet).");
 }

@@ -1,6 +1,7 @@
 #include "integrate.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace ecomeasure {
 
@@ -55,6 +56,25 @@ Integral cumulative_delta(const std::int64_t* t, const double* e, std::size_t n,
   if (n == 0 || t1 <= t0) return r;
   r.energy_j = value_at(t, e, n, t1) - value_at(t, e, n, t0, /*from_right=*/true);
   return r;
+}
+
+double busy_share(const std::int64_t* t, const double* pct, std::size_t n, std::int64_t t0,
+                  std::int64_t t1) {
+  const double nan = std::nan("");
+  if (t1 <= t0) {
+    const std::size_t i = std::size_t(std::lower_bound(t, t + n, t0) - t);
+    return i >= 1 && i < n ? pct[i] / 100.0 : nan;
+  }
+  double busy = 0;              // percent * ns
+  std::int64_t covered = 0;     // ns
+  for (std::size_t i = std::max<std::size_t>(1, std::size_t(std::upper_bound(t, t + n, t0) - t));
+       i < n && t[i - 1] < t1; ++i) {
+    const std::int64_t overlap = std::min(t[i], t1) - std::max(t[i - 1], t0);
+    if (overlap <= 0) continue;
+    busy += pct[i] * double(overlap);
+    covered += overlap;
+  }
+  return covered > 0 ? busy / double(covered) / 100.0 : nan;
 }
 
 }  // namespace ecomeasure

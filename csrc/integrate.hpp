@@ -28,4 +28,12 @@ Integral cumulative_delta(const std::int64_t* t_ns, const double* energy_j, std:
 double value_at(const std::int64_t* t_ns, const double* value, std::size_t n, std::int64_t t,
                 bool from_right = false);
 
+// Utilization trace (percent; each sample is the share of the period since the previous
+// stamp, (t[i-1], t[i]], in which a kernel ran): the time-weighted mean busy fraction (0..1)
+// over the part of [t0, t1] that samples cover. NaN where none covers it; a zero-length
+// window gets the value of the sample that covers its instant. The first sample covers
+// nothing, since the period it speaks for is unknown.
+double busy_share(const std::int64_t* t_ns, const double* percent, std::size_t n,
+                  std::int64_t t0_ns, std::int64_t t1_ns);
+
 }  // namespace ecomeasure

@@ -47,6 +47,7 @@ constexpr unsigned FI_TOTAL_ENERGY_CONSUMPTION = 83;
 constexpr unsigned FI_POWER_AVERAGE = 185;
 constexpr unsigned FI_POWER_INSTANT = 186;
 constexpr int TOTAL_POWER_SAMPLES = 0;
+constexpr int GPU_UTILIZATION_SAMPLES = 1;  // percent of the period since the previous sample
 
 // X(name, return type, parameter list): the one list that makes both the table of function
 // pointers and their lookups.

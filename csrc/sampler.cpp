@@ -5,6 +5,8 @@
 #include <cmath>
 #include <ctime>
 
+#include <unistd.h>
+
 #include "clock.hpp"
 #include "errors.hpp"
 
@@ -44,7 +46,7 @@ std::int64_t thread_cpu_ns() {
 
 }  // namespace
 
-Sampler::Sampler(SamplerOptions options) : options_(std::move(options)) {
+Sampler::Sampler(SamplerOptions options) : options_(std::move(options)), owner_pid_(getpid()) {
   try {
     api_ = &nvml::load(options_.nvml_library);
   } catch (const std::exception& e) {
@@ -91,9 +93,18 @@ Sampler::Sampler(SamplerOptions options) : options_(std::move(options)) {
   wall_offset_ns_ = measure_wall_offset_ns();
 }
 
-Sampler::~Sampler() { close(); }
+Sampler::~Sampler() {
+  if (forked()) {
+    (void)sync_.release();  // deliberately leaked: see the class comment
+    return;
+  }
+  close();
+}
+
+bool Sampler::forked() const { return getpid() != owner_pid_; }
 
 void Sampler::close() {
+  if (forked()) return;  // NVML and the thread belong to the parent
   stop();
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
   if (closed_) return;
@@ -104,8 +115,8 @@ void Sampler::close() {
 void Sampler::probe(DeviceData& d) {
   // A source the driver lacks is off for good; any other failure may pass, so the source
   // stays on and the failure is counted.
-  auto set = [&](Source s, nvml::Return r, bool present) {
-    SourceStatus& st = d.source[int(s)].status;
+  auto set = [&](SourceData& sd, nvml::Return r, bool present) {
+    SourceStatus& st = sd.status;
     st.available = present && r != nvml::ERROR_NOT_SUPPORTED;
     if (!present) st.reason = "this NVML has no such function";
     else if (r == nvml::ERROR_NOT_SUPPORTED) st.reason = nvml::describe(*api_, r);
@@ -114,18 +125,20 @@ void Sampler::probe(DeviceData& d) {
       st.last_error = nvml::describe(*api_, r);
     }
   };
-  // Driver sample buffer: a count query answers the ring size.
-  {
+  // Driver sample rings: a count query answers the ring size.
+  auto probe_ring = [&](Ring& ring, int trace) {
     int type = 0;
     unsigned n = 0;
     nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
     if (api_->nvmlDeviceGetSamples)
-      r = api_->nvmlDeviceGetSamples(d.handle, nvml::TOTAL_POWER_SAMPLES, 0, &type, &n, nullptr);
+      r = api_->nvmlDeviceGetSamples(d.handle, ring.type, 0, &type, &n, nullptr);
     if (r == nvml::SUCCESS && n == 0) r = nvml::ERROR_NOT_SUPPORTED;
-    set(Source::samples, r, api_->nvmlDeviceGetSamples != nullptr);
-    constexpr unsigned kRingIfUnknown = 256;  // Hopper's ring holds 120
-    d.buffer.resize(r == nvml::SUCCESS ? n : kRingIfUnknown);
-  }
+    set(d.source[trace], r, api_->nvmlDeviceGetSamples != nullptr);
+    constexpr unsigned kRingIfUnknown = 256;  // Hopper's power ring holds 120
+    ring.buffer.resize(r == nvml::SUCCESS ? n : kRingIfUnknown);
+  };
+  probe_ring(d.power, int(Source::samples));
+  probe_ring(d.utilization, kUtilization);
   {
     nvml::FieldValue f{};
     f.fieldId = nvml::FI_POWER_INSTANT;
@@ -134,23 +147,25 @@ void Sampler::probe(DeviceData& d) {
       r = api_->nvmlDeviceGetFieldValues(d.handle, 1, &f);
       if (r == nvml::SUCCESS) r = f.nvmlReturn;
     }
-    set(Source::instant, r, api_->nvmlDeviceGetFieldValues != nullptr);
+    set(d.source[int(Source::instant)], r, api_->nvmlDeviceGetFieldValues != nullptr);
   }
   {
     unsigned mw = 0;
     nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
     if (api_->nvmlDeviceGetPowerUsage) r = api_->nvmlDeviceGetPowerUsage(d.handle, &mw);
-    set(Source::average, r, api_->nvmlDeviceGetPowerUsage != nullptr);
+    set(d.source[int(Source::average)], r, api_->nvmlDeviceGetPowerUsage != nullptr);
   }
   {
     unsigned long long mj = 0;
     nvml::Return r = nvml::ERROR_FUNCTION_NOT_FOUND;
     if (api_->nvmlDeviceGetTotalEnergyConsumption)
       r = api_->nvmlDeviceGetTotalEnergyConsumption(d.handle, &mj);
-    set(Source::counter, r, api_->nvmlDeviceGetTotalEnergyConsumption != nullptr);
+    set(d.source[int(Source::counter)], r, api_->nvmlDeviceGetTotalEnergyConsumption != nullptr);
   }
   d.source[int(Source::samples)].trace.t_ns.reserve(kReserveSamples);
   d.source[int(Source::samples)].trace.value.reserve(kReserveSamples);
+  d.source[kUtilization].trace.t_ns.reserve(kReservePolled);
+  d.source[kUtilization].trace.value.reserve(kReservePolled);
   for (Source s : {Source::instant, Source::average, Source::counter}) {
     d.source[int(s)].trace.t_ns.reserve(kReservePolled);
     d.source[int(s)].trace.value.reserve(kReservePolled);
@@ -158,6 +173,8 @@ void Sampler::probe(DeviceData& d) {
 }
 
 void Sampler::start() {
+  if (forked())
+    throw MeterFailure("this meter was made in the process that forked this one; create a new one here");
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
   if (closed_) throw MeterFailure("this meter was closed; create a new one");
   std::lock_guard<std::mutex> lock(mutex_);
@@ -169,6 +186,7 @@ void Sampler::start() {
 }
 
 void Sampler::stop() {
+  if (forked()) return;
   std::lock_guard<std::mutex> lifecycle(lifecycle_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -184,16 +202,16 @@ void Sampler::stop() {
 }
 
 void Sampler::keep(SourceData& sd, std::int64_t t, double v) {
-  // Time stamps must not go backwards, or the integration's binary searches break.
-  if (!sd.trace.t_ns.empty() && t < sd.trace.t_ns.back()) t = sd.trace.t_ns.back();
-  sd.trace.t_ns.push_back(t);
-  sd.trace.value.push_back(v);
+  append(sd.trace, t, v, options_.trace_keep_ns);
   ++sd.status.readings;
+  auto& gaps = sd.status.gaps;
+  if (!gaps.empty() && gaps.front().to_ns < sd.trace.t_ns.front())  // gone with its readings
+    gaps.erase(gaps.begin(), std::find_if(gaps.begin(), gaps.end(),
+                                          [&](const Gap& g) { return g.to_ns >= sd.trace.t_ns.front(); }));
 }
 
-void Sampler::record_error(DeviceData& d, Source s, nvml::Return r) {
+void Sampler::record_error(SourceData& sd, nvml::Return r) {
   std::lock_guard<std::mutex> lock(mutex_);
-  SourceData& sd = d.source[int(s)];
   ++sd.status.errors;
   sd.last_read_failed = true;
   sd.status.last_error = nvml::describe(*api_, r);
@@ -207,9 +225,9 @@ void Sampler::clear_failure(SourceData& sd) {
 
 // Whether a waiter for time t still needs a reading of this source. The counter's stamps
 // are moved back by its expected age, so for it a read made after t is enough.
-bool Sampler::needs(const SourceData& sd, Source s, std::int64_t t) const {
+bool Sampler::needs(const SourceData& sd, int trace, std::int64_t t) const {
   if (t < 0) return false;
-  if (s == Source::counter) return sd.last_read_ns < t;
+  if (trace == int(Source::counter)) return sd.last_read_ns < t;
   return sd.trace.t_ns.empty() || sd.trace.t_ns.back() < t;
 }
 
@@ -231,8 +249,8 @@ void Sampler::poll_power(DeviceData& d, Source s, std::int64_t now, bool on_dema
     w = mw / 1000.0;
   }
   const std::int64_t t = (now + monotonic_ns()) / 2;
-  if (r != nvml::SUCCESS) return record_error(d, s, r);
   SourceData& sd = d.source[int(s)];
+  if (r != nvml::SUCCESS) return record_error(sd, r);
   const bool changed = sd.last_kept_ns < 0 || w != sd.last_value;
   if (!changed && !on_demand && t - sd.last_kept_ns < options_.keepalive_ns) {
     clear_failure(sd);
@@ -249,32 +267,34 @@ void Sampler::poll_power(DeviceData& d, Source s, std::int64_t now, bool on_dema
   keep(sd, t, w);
 }
 
-void Sampler::drain_samples(DeviceData& d) {
+void Sampler::drain(DeviceData& d, SourceData& sd, Ring& ring) {
   int type = 0;
-  unsigned n = unsigned(d.buffer.size());
-  const nvml::Return r = api_->nvmlDeviceGetSamples(d.handle, nvml::TOTAL_POWER_SAMPLES,
-                                                    d.last_sample_us, &type, &n, d.buffer.data());
-  SourceData& sd = d.source[int(Source::samples)];
+  unsigned n = unsigned(ring.buffer.size());
+  const nvml::Return r = api_->nvmlDeviceGetSamples(d.handle, ring.type, ring.last_us, &type, &n,
+                                                    ring.buffer.data());
   if (r == nvml::ERROR_NOT_FOUND) {  // nothing new since last time; n is not to be read
     clear_failure(sd);
     return;
   }
-  if (r != nvml::SUCCESS) return record_error(d, Source::samples, r);
+  if (r != nvml::SUCCESS) return record_error(sd, r);
   const std::int64_t offset = wall_offset_ns_.load();
   std::lock_guard<std::mutex> lock(mutex_);
   sd.last_read_failed = false;
   for (unsigned i = 0; i < n; ++i) {
-    const nvml::Sample& s = d.buffer[i];
-    if (s.timeStamp <= d.last_sample_us) continue;
+    const nvml::Sample& s = ring.buffer[i];
+    if (s.timeStamp <= ring.last_us) continue;
     const std::int64_t t = std::int64_t(s.timeStamp) * kNsPerUs - offset;
-    if (d.last_sample_us != 0) {
-      const std::int64_t prev = std::int64_t(d.last_sample_us) * kNsPerUs - offset;
+    if (ring.track_gaps && ring.last_t_ns >= 0) {
+      // From the last kept sample as it was placed then: if the wall clock stepped back, the
+      // driver's samples stop until it catches up, and that hole must show as lost.
+      const std::int64_t prev = ring.last_t_ns;
       // A full ring, or a hole longer than the driver ever leaves, means samples were lost.
-      const bool ring_full = i == 0 && n == d.buffer.size();
+      const bool ring_full = i == 0 && n == ring.buffer.size();
       if (ring_full || t - prev > options_.gap_threshold_ns) sd.status.gaps.push_back({prev, t});
     }
-    d.last_sample_us = s.timeStamp;
-    keep(sd, t, as_double(type, s.sampleValue) / 1000.0);
+    ring.last_us = s.timeStamp;
+    ring.last_t_ns = t;
+    keep(sd, t, as_double(type, s.sampleValue) * ring.scale);
   }
 }
 
@@ -284,9 +304,9 @@ void Sampler::read_counter(DeviceData& d) {
   const nvml::Return r = api_->nvmlDeviceGetTotalEnergyConsumption(d.handle, &mj);
   // The call takes ~4 ms on Hopper: stamp its middle, less the value's expected age.
   const std::int64_t t = (before + monotonic_ns()) / 2 - options_.counter_lag_ns;
-  if (r != nvml::SUCCESS) return record_error(d, Source::counter, r);
-  std::lock_guard<std::mutex> lock(mutex_);
   SourceData& sd = d.source[int(Source::counter)];
+  if (r != nvml::SUCCESS) return record_error(sd, r);
+  std::lock_guard<std::mutex> lock(mutex_);
   sd.last_read_failed = false;
   sd.last_read_ns = t + options_.counter_lag_ns;
   if (!d.have_counter_origin) {
@@ -317,15 +337,27 @@ void Sampler::run() {
     for (DeviceData& d : devices_) {
       for (Source s : {Source::instant, Source::average}) {
         SourceData& sd = d.source[int(s)];
-        if (sd.status.available) poll_power(d, s, now, needs(sd, s, wanted));
+        if (sd.status.available) poll_power(d, s, now, needs(sd, int(s), wanted));
       }
       SourceData& samples = d.source[int(Source::samples)];
-      if (samples.status.available && (drain_due || needs(samples, Source::samples, wanted))) drain_samples(d);
+      if (samples.status.available && (drain_due || needs(samples, int(Source::samples), wanted)))
+        drain(d, samples, d.power);
+      SourceData& busy = d.source[kUtilization];
+      if (busy.status.available && (drain_due || needs(busy, kUtilization, wanted)))
+        drain(d, busy, d.utilization);
       SourceData& counter = d.source[int(Source::counter)];
-      if (counter.status.available && (counter_due || needs(counter, Source::counter, wanted))) read_counter(d);
+      if (counter.status.available && (counter_due || needs(counter, int(Source::counter), wanted)))
+        read_counter(d);
     }
     if (now >= next_offset) {
-      wall_offset_ns_ = measure_wall_offset_ns();
+      const std::int64_t offset = measure_wall_offset_ns();
+      // NTP slews by microseconds; a step back of more than a millisecond is recorded.
+      if (const std::int64_t back = wall_offset_ns_.load() - offset; back > 1'000'000) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++wall_steps_back_;
+        wall_step_back_ns_ += back;
+      }
+      wall_offset_ns_ = offset;
       next_offset = now + kWallOffsetRefreshNs;
     }
     cpu_ns_ = thread_cpu_ns() - cpu_at_start;
@@ -344,9 +376,9 @@ void Sampler::run() {
 bool Sampler::wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns) {
   auto satisfied = [&] {
     for (const DeviceData& d : devices_)
-      for (int k = 0; k < kSourceCount; ++k) {
+      for (int k = 0; k < kTraceCount; ++k) {
         const SourceData& sd = d.source[k];
-        if (sd.status.available && !sd.last_read_failed && needs(sd, Source(k), t_ns)) return false;
+        if (sd.status.available && !sd.last_read_failed && needs(sd, k, t_ns)) return false;
       }
     return true;
   };
@@ -366,11 +398,13 @@ bool Sampler::wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns) {
   return ok;
 }
 
-SourceStatus Sampler::status(std::size_t device, Source s) const {
+SourceStatus Sampler::status(std::size_t device, int trace) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  const SourceData& sd = devices_.at(device).source[int(s)];
+  const SourceData& sd = devices_.at(device).source[trace];
   SourceStatus st = sd.status;
-  if (s == Source::samples) {
+  st.clamped = sd.trace.clamped;
+  st.dropped = sd.trace.dropped;
+  if (trace == int(Source::samples) || trace == kUtilization) {  // every driver sample is kept
     const auto& t = sd.trace.t_ns;
     if (t.size() >= 2) st.update_period_s = double(t.back() - t.front()) * 1e-9 / double(t.size() - 1);
   } else if (sd.changes >= 2) {
@@ -379,9 +413,9 @@ SourceStatus Sampler::status(std::size_t device, Source s) const {
   return st;
 }
 
-Trace Sampler::trace(std::size_t device, Source s) const {
+Trace Sampler::trace(std::size_t device, int trace) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return devices_.at(device).source[int(s)].trace;
+  return devices_.at(device).source[trace].trace;
 }
 
 DeviceEnergy Sampler::energy(std::size_t device, std::int64_t t0, std::int64_t t1) const {
@@ -393,7 +427,8 @@ DeviceEnergy Sampler::energy(std::size_t device, std::int64_t t0, std::int64_t t
     view.available[k] = d.source[k].status.available;
   }
   view.gaps = &d.source[int(Source::samples)].status.gaps;
-  return window_energy(view, t0, t1, options_.calibration_min_span_ns);
+  if (d.source[kUtilization].status.available) view.utilization = &d.source[kUtilization].trace;
+  return window_energy(view, t0, t1, options_.calibration_min_span_ns, options_.calibration_reach_ns);
 }
 
 SamplerStats Sampler::stats() const {
@@ -402,6 +437,8 @@ SamplerStats Sampler::stats() const {
   s.cpu_time_s = double(cpu_ns_.load()) * 1e-9;
   s.wall_time_s = double(run_ns_before_ + (running_ ? monotonic_ns() - started_ns_ : 0)) * 1e-9;
   s.loops = loops_.load();
+  s.wall_clock_steps_back = wall_steps_back_;
+  s.wall_clock_step_back_s = double(wall_step_back_ns_) * 1e-9;
   return s;
 }
 

@@ -11,13 +11,15 @@ import math
 import sys
 import time
 
-from . import SOURCES, Meter, NVMLUnavailableError
+from . import Meter, NVMLUnavailableError
+from .meter import TRACES
 
 DESCRIPTION = {
     "samples": "driver sample buffer (nvmlDeviceGetSamples, total power)",
     "instant": "instant power (field 186)",
     "average": "average power (nvmlDeviceGetPowerUsage)",
     "counter": "energy counter (nvmlDeviceGetTotalEnergyConsumption)",
+    "utilization": "GPU busy percent (nvmlDeviceGetSamples, GPU utilization; not power)",
 }
 
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"driver {report['driver_version']}")
     for device in report["devices"]:
         print(f"GPU {device['index']}: {device['name']}  {device['uuid']}  ({device['architecture']})")
-        for source in SOURCES:
+        for source in TRACES:
             cap = report["capabilities"][str(device["index"])][source]
             if cap["available"]:
                 period = cap["update_period_s"]
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = f"yes  {seen}  ({cap['readings']} readings, {cap['errors']} errors)"
             else:
                 status = f"no   {cap['reason']}"
-            print(f"  {source:8s} {status}   - {DESCRIPTION[source]}")
+            print(f"  {source:11s} {status}   - {DESCRIPTION[source]}")
     return 0
 
 

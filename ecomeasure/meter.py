@@ -29,11 +29,23 @@ _NS = 1_000_000_000
 DEFAULT_WAIT_S = 2.0
 
 
+TRACES: tuple[str, ...] = tuple(_native.TRACES)
+"""Every trace the meter keeps: the energy SOURCES, then ``utilization`` (NVML's GPU
+utilization samples, percent of each ~1/6 s period in which a kernel ran; not power)."""
+
+
 def _source_index(source: str) -> int:
     try:
         return SOURCES.index(source)
     except ValueError:
         raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}") from None
+
+
+def _trace_index(trace: str) -> int:
+    try:
+        return TRACES.index(trace)
+    except ValueError:
+        raise ValueError(f"unknown trace {trace!r}; choose from {', '.join(TRACES)}") from None
 
 
 def stream_handle(stream: Any) -> int | None:
@@ -102,6 +114,10 @@ class DeviceEnergy:
     calibration: float
     complete: bool
     sources: Mapping[str, SourceEnergy] = field(default_factory=dict)
+    gpu_busy_share: float = float("nan")
+    """Share (0..1) of the window in which a kernel ran, from NVML's utilization samples
+    (time-weighted, each sample covering the period since the one before); NaN where the GPU
+    gives none or none covers the window."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,13 @@ class Measurement:
     def complete(self) -> bool:
         return all(d.complete for d in self.devices.values())
 
+    @property
+    def gpu_busy_share(self) -> float:
+        """Share (0..1) of the window in which a kernel ran, the mean over devices; NaN if any
+        device lacks it (see DeviceEnergy.gpu_busy_share)."""
+        shares = [d.gpu_busy_share for d in self.devices.values()]
+        return float(sum(shares) / len(shares)) if shares else float("nan")
+
     def source_energy_j(self, source: str) -> float:
         """Energy by one source, summed over devices; NaN where a device lacks it."""
         _source_index(source)
@@ -151,7 +174,8 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["devices"] = {str(k): v for k, v in out["devices"].items()}
-        out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method)
+        out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method,
+                   gpu_busy_share=self.gpu_busy_share)
         return out
 
 
@@ -165,7 +189,8 @@ def _measurement(name: str, t0_ns: int, t1_ns: int,
         sources = {name_: SourceEnergy(name_, s["energy_j"], power(s["energy_j"]), s["samples"],
                                        s["complete"]) for name_, s in raw["sources"].items()}
         devices[index] = DeviceEnergy(index, raw["energy_j"], power(raw["energy_j"]), raw["method"],
-                                      raw["calibration"], raw["complete"], sources)
+                                      raw["calibration"], raw["complete"], sources,
+                                      raw["gpu_busy_share"])
     return Measurement(name, t0_ns / _NS, t1_ns / _NS, devices)
 
 
@@ -253,10 +278,16 @@ class Meter:
     every ``counter_interval_s`` (a read costs ~4 ms of CPU); a window that ends asks for
     fresh readings at once. The defaults keep the thread near 1 % of one core.
     ``counter_lag_s``: how old a counter value is on average when read (half its ~100 ms
-    update period). ``calibration_min_span_s``: how long the counter must have been read
-    before the headline scales the driver samples to it: each end of the span may be off by
-    ~50 ms of power, so a short span would make the scale worse than none (before that the
-    headline is the driver samples alone). ``nvml_library``: another
+    update period). ``calibration_min_span_s``, ``calibration_reach_s``: the headline scales the driver
+    samples to the counter readings within ``calibration_reach_s`` of the window on each
+    side, once those span at least ``calibration_min_span_s``: each end of the span may be off by ~50 ms of power, so a short span would
+    make the scale worse than none (until then the headline is the driver samples alone).
+    Bounded so that a window costs the same at hour 24 as at hour 1; an interval's headline
+    is final once the run is ``calibration_reach_s`` past its end (a returned Measurement never changes).
+    ``trace_keep_s``: traces keep about the newest this much (up to 1.25x; ~4.7 MB per
+    GPU-hour), so a day-long run stays bounded; windows must be measured (and traces saved)
+    within it, older readings are gone (``capabilities()[...]["dropped"]`` counts them);
+    0 keeps everything. ``nvml_library``: another
     libnvidia-ml (default $ECOMEASURE_NVML_LIBRARY, else libnvidia-ml.so.1).
 
     >>> with Meter() as meter:                                   # doctest: +SKIP
@@ -269,6 +300,7 @@ class Meter:
                  drain_interval_s: float = 0.2, counter_interval_s: float = 1.0,
                  keepalive_s: float = 0.1, gap_threshold_s: float = 0.25,
                  calibration_min_span_s: float = 30.0, counter_lag_s: float = 0.05,
+                 calibration_reach_s: float = 60.0, trace_keep_s: float = 4 * 3600.0,
                  nvml_library: str | os.PathLike[str] | None = None,
                  start: bool = True) -> None:
         for label, value in [("poll_interval_s", poll_interval_s), ("drain_interval_s", drain_interval_s),
@@ -280,13 +312,14 @@ class Meter:
             [int(d) for d in devices] if devices is not None else [],
             int(poll_interval_s * _NS), int(drain_interval_s * _NS), int(counter_interval_s * _NS),
             int(keepalive_s * _NS), int(gap_threshold_s * _NS), int(calibration_min_span_s * _NS),
-            int(counter_lag_s * _NS), os.fspath(nvml_library) if nvml_library is not None else "")
+            int(counter_lag_s * _NS), int(calibration_reach_s * _NS), int(trace_keep_s * _NS), os.fspath(nvml_library) if nvml_library is not None else "")
         self._calibration_min_span_ns = int(calibration_min_span_s * _NS)
         self.settings: dict[str, float] = {
             "poll_interval_s": poll_interval_s, "drain_interval_s": drain_interval_s,
             "counter_interval_s": counter_interval_s, "keepalive_s": keepalive_s,
             "gap_threshold_s": gap_threshold_s, "calibration_min_span_s": calibration_min_span_s,
-            "counter_lag_s": counter_lag_s}
+            "counter_lag_s": counter_lag_s, "calibration_reach_s": calibration_reach_s,
+            "trace_keep_s": trace_keep_s}
         """How this meter reads NVML (the constructor's arguments)."""
         self.devices: list[DeviceInfo] = [
             DeviceInfo(d["index"], d["name"], d["uuid"],
@@ -385,17 +418,19 @@ class Meter:
                              f"{sorted(self._position)}") from None
 
     def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(time_s, value) of one source: W, or for the counter J since the first reading."""
-        t_ns, value = self._sampler.trace(self._device_position(device), _source_index(source))
+        """(time_s, value) of one trace (see TRACES): W, for the counter J since the first
+        reading, for ``utilization`` percent busy over the period ending at each stamp."""
+        t_ns, value = self.trace_ns(source, device)
         return t_ns / _NS, value
 
     def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self._sampler.trace(self._device_position(device), _source_index(source))
+        """Like trace, with times in monotonic ns."""
+        return self._sampler.trace(self._device_position(device), _trace_index(source))
 
     def capabilities(self) -> dict[int, dict[str, dict[str, Any]]]:
-        """Per device and source: whether it answers, its observed update period, errors and
-        lost-sample gaps."""
-        return {d.index: {s: self._sampler.status(k, i) for i, s in enumerate(SOURCES)}
+        """Per device and trace (SOURCES and ``utilization``): whether it answers (else
+        ``reason``), its observed update period, errors and lost-sample gaps."""
+        return {d.index: {s: self._sampler.status(k, i) for i, s in enumerate(TRACES)}
                 for k, d in enumerate(self.devices)}
 
     def stats(self) -> dict[str, float]:
@@ -411,6 +446,7 @@ class Meter:
             "stats": self.stats(),
             "settings": self.settings,
             "calibration_min_span_ns": self._calibration_min_span_ns,
+            "calibration_reach_ns": int(self.settings["calibration_reach_s"] * _NS),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -418,7 +454,7 @@ class Meter:
         path = Path(path)
         arrays: dict[str, np.ndarray] = {}
         for k, d in enumerate(self.devices):
-            for i, s in enumerate(SOURCES):
+            for i, s in enumerate(TRACES):
                 t_ns, value = self._sampler.trace(k, i)
                 arrays[f"{d.index}/{s}/t_ns"] = t_ns
                 arrays[f"{d.index}/{s}/value"] = value
@@ -437,9 +473,21 @@ class SavedTraces:
             self.report: dict[str, Any] = json.loads(str(data["report"]))
             self._arrays = {k: data[k] for k in data.files if k != "report"}
         self.devices = [DeviceInfo(**d) for d in self.report["devices"]]
+        self._sets: dict[int, Any] = {}  # device index -> _native.TraceSet, made on first use
+
+    def _trace_set(self, d: DeviceInfo) -> Any:
+        if d.index not in self._sets:
+            caps = self.report["capabilities"][str(d.index)]
+            # Files from before utilization was recorded have no entry for it.
+            traces = {s: self.trace_ns(s, d.index) for s in TRACES
+                      if caps.get(s, {}).get("available")}
+            gaps = [tuple(g) for g in caps["samples"]["gaps"]]
+            self._sets[d.index] = _native.TraceSet(traces, gaps)
+        return self._sets[d.index]
 
     def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        _source_index(source)
+        """(time ns, value) of one trace (see TRACES) as saved."""
+        _trace_index(source)
         index = self.devices[0].index if device is None else device
         return self._arrays[f"{index}/{source}/t_ns"], self._arrays[f"{index}/{source}/value"]
 
@@ -449,12 +497,12 @@ class SavedTraces:
 
     def measure(self, start_s: float, end_s: float, name: str = "") -> Measurement:
         t0, t1 = int(round(start_s * _NS)), int(round(end_s * _NS))
-        def one(d: DeviceInfo) -> dict[str, Any]:
-            caps = self.report["capabilities"][str(d.index)]
-            traces = {s: self.trace_ns(s, d.index) for s in SOURCES if caps[s]["available"]}
-            gaps = [tuple(g) for g in caps["samples"]["gaps"]]
-            return _native.window_energy(traces, gaps, t0, t1, self.report["calibration_min_span_ns"])
-        return _measurement(name, t0, t1, ((d.index, one(d)) for d in self.devices))
+        span_ns = self.report["calibration_min_span_ns"]
+        # Files from before the bounded calibration span get the default reach.
+        reach = {"calibration_reach_ns": self.report["calibration_reach_ns"]} \
+            if "calibration_reach_ns" in self.report else {}
+        return _measurement(name, t0, t1, ((d.index, self._trace_set(d).energy(t0, t1, span_ns, **reach))
+                                           for d in self.devices))
 
 
 def load_traces(path: str | os.PathLike[str]) -> SavedTraces:

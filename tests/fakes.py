@@ -22,8 +22,16 @@ re-read after the last nvmlShutdown):
   FAKE_NVML_RING              driver sample ring size R (default 120).
   FAKE_NVML_COUNTER_COST_US   busy-wait per counter read (default 0), half before the read
                               and half after.
+  FAKE_NVML_SAMPLES_GAIN      factor on the driver power samples only (default 1.0): a sensor
+                              error the energy counter does not share, so calibration matters.
+  FAKE_NVML_UTILIZATION       inline profile "t0:pct0,t1:pct1,..." of GPU busy percent (0..100;
+                              the share of time a kernel runs), piecewise constant like a power
+                              profile; shared by all devices. Default: 0 % throughout.
+  FAKE_NVML_UTILIZATION_PERIOD_S
+                              utilization sample tick V (default 1/6 s).
   FAKE_NVML_INIT_FAIL=1       nvmlInit* returns 9 (DRIVER_NOT_LOADED).
-  FAKE_NVML_DISABLE           comma list of samples,instant,average,counter -> 3 (NOT_SUPPORTED).
+  FAKE_NVML_DISABLE           comma list of samples,instant,average,counter,utilization -> 3
+                              (NOT_SUPPORTED).
   FAKE_NVML_FAIL              comma list of source:start_s:end_s -> 999 (UNKNOWN) for calls made
                               at t in [start, end); the sample ring keeps filling meanwhile.
   A malformed variable makes nvmlInit return 999 and print the reason on stderr.
@@ -32,7 +40,11 @@ What each source reports, with tick = latest update tick k*U <= t (see Profile.n
   instant  (field 186)                        round(P(tick) * 1000) mW
   average  (nvmlDeviceGetPowerUsage, f. 185)  round(E(tick - A, tick) / A * 1000) mW
   counter  (TotalEnergyConsumption, f. 83)    1e9 + floor(E(0, tick) * 1000) mJ
-  samples  (nvmlDeviceGetSamples type 0)      one per tick j*S: (epoch us of T0 + j*S, round(P(j*S) * 1000) mW)
+  samples  (nvmlDeviceGetSamples type 0)      one per tick j*S: (epoch us of T0 + j*S,
+                                              round(P(j*S) * gain * 1000) mW)
+  utilization (nvmlDeviceGetSamples type 1)   one per tick j*V: (epoch us of T0 + j*V,
+                                              round(mean busy % over ((j-1)V, jV])), see
+                                              utilization_sample_pct
 """
 from __future__ import annotations
 
@@ -50,7 +62,7 @@ FAKE_NVML_SRC = Path(__file__).resolve().parent / "fake_nvml" / "fake_nvml.c"
 FAKE_CUDA_SRC = Path(__file__).resolve().parent / "fake_cuda" / "fake_cuda.c"
 LIB_NAME = "libnvidia-ml.so.1"
 COUNTER_BASE_MJ = 1_000_000_000
-SOURCES = ("samples", "instant", "average", "counter")
+SOURCES = ("samples", "instant", "average", "counter", "utilization")  # the fake's gates
 _INLINE_MAX = 4000  # longer profiles go through a file (env strings are capped at 128 KiB)
 
 
@@ -222,6 +234,13 @@ class Profile:
         return f"Profile({len(self)} breakpoints)"
 
 
+def utilization_sample_pct(profile: "Profile", j: int, period_s: float = 1 / 6) -> int:
+    """The value of utilization tick j: the busy percent of ``profile`` over ((j-1)V, jV]."""
+    p_ns = _llround(period_s * 1e9)
+    a, b = (j - 1) * p_ns / 1e9, j * p_ns / 1e9
+    return _llround(profile.energy_j(a, b) / (b - a))
+
+
 def tick_time_s(mono_ns: int, t0_ns: int, period_s: float) -> float:
     """Profile time of the latest tick of period_s at or before monotonic time mono_ns."""
     p_ns = _llround(period_s * 1e9)
@@ -247,16 +266,20 @@ _OPTIONS = {
     "ring": "FAKE_NVML_RING",
     "counter_cost_us": "FAKE_NVML_COUNTER_COST_US",
     "devices": "FAKE_NVML_DEVICES",
+    "utilization_period_s": "FAKE_NVML_UTILIZATION_PERIOD_S",
+    "samples_gain": "FAKE_NVML_SAMPLES_GAIN",
 }
 
 
 def fake_env(lib_dir, profile: Profile | None, t0_ns: int | None, *, disable: Iterable[str] | str = (),
              fail: Iterable[tuple[str, float, float]] | str = (), init_fail: bool = False,
-             device_profiles: Mapping[int, Profile] | None = None, **options) -> dict[str, str]:
+             device_profiles: Mapping[int, Profile] | None = None,
+             utilization: Profile | None = None, **options) -> dict[str, str]:
     """Environment variables configuring the fake (see the module docstring).
 
     profile None -> the fake's default (steady 100 W); t0_ns None -> t = 0 at first init.
-    Options: update_period_s, sample_period_s, average_window_s, ring, counter_cost_us, devices.
+    Options: update_period_s, sample_period_s, average_window_s, ring, counter_cost_us, devices,
+    utilization_period_s, samples_gain. utilization: a Profile of busy percent (inline only).
     disable: source names; fail: (source, start_s, end_s) triples; device_profiles: {i: Profile}.
     Also sets ECOMEASURE_NVML_LIBRARY (the meter's core dlopens that path) and LD_LIBRARY_PATH
     with lib_dir first, so dlopen("libnvidia-ml.so.1") and pynvml find the fake too.
@@ -268,6 +291,8 @@ def fake_env(lib_dir, profile: Profile | None, t0_ns: int | None, *, disable: It
         env.update(_profile_vars(profile, lib_dir, ""))
     for i, p in (device_profiles or {}).items():
         env.update(_profile_vars(p, lib_dir, f"_{int(i)}"))
+    if utilization is not None:
+        env["FAKE_NVML_UTILIZATION"] = utilization.to_env_value()
     if t0_ns is not None:
         env["FAKE_NVML_T0_NS"] = str(int(t0_ns))
     for key, value in options.items():

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakes import (COUNTER_BASE_MJ, Profile, build_fake_nvml, clean_environ,  # noqa: E402
-                   fake_env, tick_time_s)
+                   fake_env, tick_time_s, utilization_sample_pct)
 
 U_NS, S_NS = 100_000_000, 20_000_000
 NOT_SUPPORTED, NOT_FOUND, UNKNOWN = 3, 6, 999
@@ -332,7 +332,7 @@ def test_samples_semantics(fake):
     for last in (0, 2**64 - 1):  # size query: ring size whatever lastSeen
         assert fake.lib.nvmlDeviceGetSamples(h, 0, ctypes.c_ulonglong(last), ctypes.byref(vt),
                                              ctypes.byref(n), None) == 0 and n.value == 120
-    assert fake.samples(h, typ=1)[0] == NOT_SUPPORTED
+    assert fake.samples(h, typ=2)[0] == NOT_SUPPORTED
 
     j, (rc, got, count, vt) = bracketed(lambda: fake.samples(h, 0, 200), t0, S_NS)
     assert rc == 0 and vt == 1 and count == len(got) == 120
@@ -351,6 +351,37 @@ def test_samples_semantics(fake):
         return g[-1][0], fake.samples(h, g[-1][0], cap=200, count_init=77)
     _, (last, (rc, _, count, _)) = bracketed(newest_then_again, t0, S_NS)
     assert rc == NOT_FOUND and count == 77  # nothing newer: count untouched
+
+
+def test_utilization_samples_are_the_busy_percent_of_the_period_before_each(fake):
+    busy = Profile([(-30.0, 0.0)] + [(-3.0 + 0.07 * i, float((41 * i) % 101)) for i in range(100)])
+    t0 = time.monotonic_ns() - 2_000_000_000
+    v_ns = 166_666_667
+    assert fake.init(Profile.steady(100.0), t0, utilization=busy) == 0
+    h = fake.handle()
+    j, (rc, got, count, vt) = bracketed(lambda: fake.samples(h, 0, 200, typ=1), t0, v_ns)
+    assert rc == 0 and vt == 1 and count == len(got) == 120
+    stamps = [s for s, _ in got]
+    assert all(b - a in (166_666, 166_667) for a, b in zip(stamps, stamps[1:]))
+    expected = [utilization_sample_pct(busy, jj) for jj in range(j - 119, j + 1)]
+    assert [v for _, v in got] == expected and len(set(expected)) > 20
+    # The value is the mean over the period before the stamp, not the profile at the stamp.
+    assert expected != [round(busy.power_w(jj * v_ns / 1e9)) for jj in range(j - 119, j + 1)]
+    fake.shutdown_all()
+    assert fake.init(disable="utilization") == 0
+    assert fake.samples(fake.handle(), typ=1)[0] == NOT_SUPPORTED
+    assert fake.samples(fake.handle(), typ=0)[0] == 0
+
+
+def test_samples_gain_scales_the_driver_samples_only(fake):
+    t0 = time.monotonic_ns() - 3_000_000_000
+    assert fake.init(Profile.steady(200.0), t0, samples_gain=1.1) == 0
+    h = fake.handle()
+    rc, got, _, _ = fake.samples(h, 0, 200)
+    assert rc == 0 and {v for _, v in got} == {220_000}
+    assert fake.power(h) == (0, 200_000)
+    k, (rc, mj) = bracketed(lambda: fake.counter(h), t0, U_NS)
+    assert mj == COUNTER_BASE_MJ + k * U_NS // 1_000_000 * 200
 
 
 def check_ring_read(got, last, ring):

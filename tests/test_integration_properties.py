@@ -123,3 +123,64 @@ def test_bad_traces_are_refused():
     with pytest.raises(ValueError, match="same length"):
         trapezoid(np.array([1, 2], dtype=np.int64), np.array([1.0]), 0, 3)
     assert trapezoid(np.array([], dtype=np.int64), np.array([]), 0, 3) == (0.0, 0, False)
+
+
+# ---------------------------------------------------------------- a core that lasts a day
+
+from ecomeasure._native import TraceSet  # noqa: E402
+
+
+def synthetic_run(seconds: int, samples_w, counter_w):
+    """Driver samples every 20 ms and counter readings every 1 s of a run whose power is
+    samples_w(t) by the samples and counter_w(t) by the counter (both piecewise constant)."""
+    t = np.arange(0, seconds * NS + 1, 20_000_000, dtype=np.int64)
+    tc = np.arange(0, seconds * NS + 1, NS, dtype=np.int64)
+    dt = np.diff(tc, prepend=0) / NS
+    counter_j = np.cumsum([counter_w(x / NS) * d for x, d in zip(tc, dt)])
+    return {"samples": (t, np.array([samples_w(x / NS) for x in t])), "counter": (tc, counter_j)}
+
+
+def test_a_windows_headline_does_not_drift_once_the_run_is_a_reach_past_it():
+    # After 300 s the samples read 200 W and the counter 300 W: a new scale. A window in the
+    # first part is calibrated over the readings within the reach of it only, so its value
+    # is the same at 200 s and at 600 s (whole-run calibration would move it by a third).
+    def run(seconds):
+        return synthetic_run(seconds, lambda x: 100.0 if x < 300 else 200.0,
+                             lambda x: 100.0 if x <= 300 else 300.0)
+    reach = 60 * NS
+    early = TraceSet(run(200), []).energy(100 * NS, 110 * NS, 30 * NS, reach)
+    late = TraceSet(run(600), []).energy(100 * NS, 110 * NS, 30 * NS, reach)
+    assert early["method"] == late["method"] == "calibrated"
+    assert early["energy_j"] == late["energy_j"] == pytest.approx(1000.0, rel=1e-9)
+    # Within the reach of the change the scale does see it.
+    near = TraceSet(run(600), []).energy(280 * NS, 290 * NS, 30 * NS, reach)
+    assert near["calibration"] > 1.01
+
+
+def test_bounded_traces_drop_old_readings_and_count_them():
+    keep_ns = 10 * NS
+    traces = TraceSet({}, [], keep_ns)
+    t = np.arange(0, 100 * NS, 20_000_000, dtype=np.int64)
+    traces.append("samples", t, np.full(len(t), 50.0))
+    kept_t, _ = traces.trace("samples")
+    assert len(kept_t) <= 1.25 * keep_ns / 20_000_000 + 1
+    assert kept_t[-1] == t[-1] and kept_t[0] >= t[-1] - 1.25 * keep_ns
+    assert traces.counts("samples")["dropped"] == len(t) - len(kept_t) > 0
+    # The last 10 s are whole and exact; a window before the kept span is flagged incomplete.
+    last = traces.energy(int(t[-1]) - keep_ns, int(t[-1]), 30 * NS, 60 * NS)
+    assert last["sources"]["samples"]["complete"] and last["energy_j"] == pytest.approx(500.0)
+    assert not traces.energy(0, 5 * NS, 30 * NS, 60 * NS)["sources"]["samples"]["complete"]
+    unbounded = TraceSet({}, [])
+    unbounded.append("samples", t, np.full(len(t), 50.0))
+    assert len(unbounded.trace("samples")[0]) == len(t)
+    assert traces.memory_bytes < unbounded.memory_bytes / 4
+
+
+def test_a_stamp_that_goes_backwards_is_clamped_and_counted():
+    # A wall clock stepped back under the driver's stamps: the reading is kept at the last
+    # stamp (order is what the searches need) and counted, not hidden.
+    traces = TraceSet({}, [])
+    traces.append("samples", np.array([0, 10, 20, 5, 30]) * NS, np.full(5, 100.0))
+    t, _ = traces.trace("samples")
+    assert list(t) == [0, 10 * NS, 20 * NS, 20 * NS, 30 * NS]
+    assert traces.counts("samples") == {"clamped": 1, "dropped": 0}

@@ -14,7 +14,7 @@ import pytest
 import ecomeasure
 from ecomeasure import Meter, NVMLUnavailableError, load_traces
 from conftest import SHIFT, patched_environ, record
-from fakes import Profile, clean_environ, fake_env
+from fakes import Profile, clean_environ, fake_env, utilization_sample_pct
 
 # Windows of at least 1 s over every shape of the rich profile (profile seconds).
 LONG_WINDOWS = [(0.2, 1.2), (1.51, 3.51), (1.0, 3.0), (1.2, 2.2), (0.9, 4.0), (4.51, 6.51),
@@ -42,6 +42,20 @@ def test_headline_and_driver_samples_within_1pct_for_windows_of_1s_and_longer(ri
     assert m.complete
     assert relative_error(m.energy_j, truth) < 0.01
     assert relative_error(m.source_energy_j("samples"), truth) < 0.01
+
+
+def test_calibration_removes_a_sensor_gain_the_counter_does_not_share(fake_nvml_dir):
+    # The driver samples read 10 % high; the counter is exact. The headline scales the samples
+    # to the counter, so it must land on the truth while the raw samples keep the gain.
+    profile = Profile.step(150.0, 600.0, 1.51, 3.01)
+    rec = record(fake_nvml_dir, profile, 4.3, meter_kwargs={"calibration_min_span_s": 2.0},
+                 samples_gain=1.1)
+    for a, b in [(0.5, 4.0), (1.2, 2.4), (3.1, 4.1)]:
+        m, truth = rec.window(a, b)
+        assert m.method == "calibrated"
+        assert m.devices[0].calibration == pytest.approx(1 / 1.1, rel=0.01)
+        assert relative_error(m.energy_j, truth) < 0.01, (a, b)
+        assert relative_error(m.source_energy_j("samples"), 1.1 * truth) < 0.01
 
 
 @pytest.mark.parametrize("a,b", STEADY_EDGE_WINDOWS)
@@ -277,7 +291,7 @@ def test_bad_arguments_get_clear_errors(fake_nvml_dir):
         with pytest.raises(ValueError, match="poll_interval_s must be positive"):
             Meter(poll_interval_s=0)
         with Meter() as meter:
-            with pytest.raises(ValueError, match="unknown source 'power'"):
+            with pytest.raises(ValueError, match="unknown trace 'power'"):
                 meter.trace("power")
             with pytest.raises(ValueError, match="cannot end before"):
                 meter.measure(2.0, 1.0)
@@ -309,8 +323,8 @@ def test_info_lists_gpus_and_sources(fake_nvml_dir):
     out = subprocess.run(info, env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "GPU 0: Fake H200 (scripted)  GPU-fake-0000-0000  (Hopper)" in out.stdout
-    for source in ecomeasure.SOURCES:
-        assert f"  {source:8s} yes  updates every" in out.stdout
+    for source in ecomeasure.meter.TRACES:
+        assert f"  {source:11s} yes  updates every" in out.stdout
     report = json.loads(subprocess.run(info + ["--json"], env=env, capture_output=True, text=True,
                                        timeout=30).stdout)
     periods = {s: c["update_period_s"] for s, c in report["capabilities"]["0"].items()}
@@ -362,6 +376,34 @@ def test_meter_used_after_fork_says_so(fake_nvml_dir):
     assert out.stdout.strip() == "0"
 
 
+@pytest.mark.parametrize("how", ["sys.exit", "return"])
+def test_forked_child_of_a_running_meter_exits_promptly(fake_nvml_dir, how):
+    # The child exits normally, so finalizers and destructors run on the sampler state it
+    # copied mid-wait; it must leave that state alone. Several forks make a fork land while
+    # the thread waits on its condition variable or holds its lock.
+    env = clean_environ(fake_env(fake_nvml_dir, None, None))
+    out = run_python(f"""
+        import os, sys, time, ecomeasure
+        meter = ecomeasure.Meter(poll_interval_s=0.001)
+        codes = []
+        for k in range(20):
+            pid = os.fork()
+            if pid == 0:
+                if "{how}" == "sys.exit":
+                    sys.exit(7)
+                break  # the child returns from the loop and ends the script normally
+            _, status = os.waitpid(pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+            time.sleep(0.003)
+        else:
+            meter.close()
+            print(codes)
+    """, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    expected = 7 if how == "sys.exit" else 0
+    assert out.stdout.strip() == str([expected] * 20)
+
+
 def test_sampler_thread_does_not_hold_the_gil(fake_nvml_dir):
     # A busy pure-Python loop keeps the GIL; the sampler must keep sampling regardless.
     with patched_environ(fake_env(fake_nvml_dir, Profile.steady(100.0), None)):
@@ -374,3 +416,77 @@ def test_sampler_thread_does_not_hold_the_gil(fake_nvml_dir):
             loops = meter.stats()["loops"] - before
             meter.close()
     assert loops > 30  # a loop every 10 ms
+
+
+# GPU busy percent: a kernel runs for stretches that start and end anywhere within the fake's
+# 1/6 s utilization periods, so most samples are fractions.
+BUSY = Profile([(0.0, 0.0), (0.23, 100.0), (0.61, 40.0), (1.07, 0.0), (1.5, 75.0), (2.2, 10.0),
+                (2.45, 100.0)])
+BUSY_PERIOD_NS = 166_666_667  # the fake's default 1/6 s, in its integer ns
+
+
+@pytest.fixture(scope="module")
+def busy_recording(fake_nvml_dir):
+    return record(fake_nvml_dir, Profile.steady(300.0), 3.4, utilization=BUSY)  # drained past 2.84 s
+
+
+def step_share(a: float, b: float) -> float:
+    """The utilization step function's mean over [a, b] (profile s), each fake sample j
+    covering ((j-1)V, jV]: what the meter must report, up to stamp jitter."""
+    busy = covered = 0.0
+    for j in range(int(a * 1e9 // BUSY_PERIOD_NS), int(b * 1e9 // BUSY_PERIOD_NS) + 2):
+        lo, hi = (j - 1) * BUSY_PERIOD_NS / 1e9, j * BUSY_PERIOD_NS / 1e9
+        overlap = max(0.0, min(hi, b) - max(lo, a))
+        busy += overlap * utilization_sample_pct(BUSY, j)
+        covered += overlap
+    return busy / covered / 100
+
+
+@pytest.mark.parametrize("j0,j1", [(2, 6), (1, 17), (7, 13), (9, 10)])
+def test_gpu_busy_share_of_windows_on_sample_ticks_is_the_scripted_share(busy_recording, j0, j1):
+    # Edges on utilization ticks: the only error is each sample's rounding to a whole percent.
+    a, b = j0 * BUSY_PERIOD_NS / 1e9, j1 * BUSY_PERIOD_NS / 1e9
+    m, _ = busy_recording.window(a, b)
+    truth = BUSY.energy_j(a, b) / (b - a) / 100
+    assert 0 < m.gpu_busy_share < 1
+    assert m.gpu_busy_share == pytest.approx(truth, abs=0.005)
+    assert m.devices[0].gpu_busy_share == m.gpu_busy_share
+
+
+@pytest.mark.parametrize("a,b", [(0.3, 0.9), (0.25, 2.55), (1.55, 1.6), (1.01, 1.12)])
+def test_gpu_busy_share_weights_each_sample_by_its_period_inside_the_window(busy_recording, a, b):
+    # Edges between ticks: each sample counts for the part of its period inside the window.
+    m, _ = busy_recording.window(a, b)
+    assert m.gpu_busy_share == pytest.approx(step_share(a, b), abs=1e-4)
+
+
+def test_utilization_trace_capabilities_and_saved_file(busy_recording, tmp_path):
+    meter, t0 = busy_recording.meter, busy_recording.t0_s
+    caps = meter.capabilities()[0]
+    assert caps["utilization"]["available"]
+    assert caps["utilization"]["update_period_s"] == pytest.approx(1 / 6, rel=0.01)
+    t, pct = meter.trace("utilization")
+    j = np.round((t - t0) * 6).astype(int)
+    assert list(pct) == [utilization_sample_pct(BUSY, k) for k in j]
+    assert "utilization" not in ecomeasure.SOURCES
+    m = meter.measure(t0 + 0.4, t0 + 2.3)
+    assert "utilization" not in m.devices[0].sources
+    saved = load_traces(meter.save(tmp_path / "traces.npz"))
+    np.testing.assert_array_equal(saved.trace("utilization")[1], pct)
+    assert saved.measure(t0 + 0.4, t0 + 2.3).gpu_busy_share == m.gpu_busy_share
+    assert m.to_dict()["gpu_busy_share"] == m.gpu_busy_share
+
+
+def test_no_utilization_samples_gives_nan_and_capabilities_say_why(fake_nvml_dir):
+    rec = record(fake_nvml_dir, Profile.steady(250.0), 1.0, disable="utilization", utilization=BUSY)
+    caps = rec.meter.capabilities()[0]
+    assert not caps["utilization"]["available"] and "Not Supported" in caps["utilization"]["reason"]
+    m, truth = rec.window(0.2, 0.9)
+    assert math.isnan(m.gpu_busy_share) and math.isnan(m.devices[0].gpu_busy_share)
+    assert relative_error(m.energy_j, truth) < 0.01  # the energy does not depend on it
+
+
+def test_window_before_the_first_utilization_sample_is_nan(busy_recording):
+    t, _ = busy_recording.meter.trace("utilization")
+    m = busy_recording.meter.measure(t[0] - 2.0, t[0] - 1.0)
+    assert math.isnan(m.gpu_busy_share)

@@ -13,7 +13,9 @@
  *   - nvmlDeviceGetTotalEnergyConsumption and field 83 (counter) = a large base
  *     plus the integral of P from t=0 to the latest update tick, in mJ;
  *   - the driver keeps its own ring of R (default 120) power samples, one every
- *     S s (default 20 ms), read with nvmlDeviceGetSamples.
+ *     S s (default 20 ms), read with nvmlDeviceGetSamples (type 0);
+ *   - and a ring of R GPU-utilization samples (type 1), one every V s (default 1/6 s),
+ *     each the percent of the V s before it in which a scripted "kernel" ran.
  *
  * Nothing runs in the background: each call derives its answer from the
  * monotonic clock, so results are deterministic functions of (profile, time).
@@ -126,8 +128,8 @@ bad: free(line); fclose(f); prof_free(p); return NULL;
 }
 
 /* ---- global state: written only under g.lock in init/shutdown, read-only while initialised ---- */
-enum { SRC_SAMPLES, SRC_INSTANT, SRC_AVERAGE, SRC_COUNTER, NSRC };
-static const char *const src_names[NSRC] = { "samples", "instant", "average", "counter" };
+enum { SRC_SAMPLES, SRC_INSTANT, SRC_AVERAGE, SRC_COUNTER, SRC_UTILIZATION, NSRC };
+static const char *const src_names[NSRC] = { "samples", "instant", "average", "counter", "utilization" };
 struct fake_device { unsigned index; const profile_t *prof; };
 typedef struct fake_device *nvmlDevice_t;
 #define MAX_DEVICES 64
@@ -137,8 +139,10 @@ static struct {
     pthread_mutex_t lock;
     atomic_int refcount;           /* NVML-style: every init needs a matching shutdown */
     int have_process_t0; int64_t process_t0_ns, epoch_off_ns; /* fixed at the first init of the process */
-    int64_t t0_ns, update_ns, sample_ns;
+    int64_t t0_ns, update_ns, sample_ns, util_ns;
     double avg_window_s;
+    double samples_gain;           /* sensor error of the driver samples only (the counter is exact) */
+    profile_t *util;               /* busy percent over time, shared by every device */
     unsigned ring, ndev;
     long cost_us;
     unsigned disabled;             /* bit per SRC_* */
@@ -228,16 +232,23 @@ static profile_t *load_profile(unsigned i, int *none) {
 }
 static void free_config(void) {
     for (unsigned i = 0; i < MAX_DEVICES; i++) { prof_free(g.owned[i]); g.owned[i] = NULL; }
+    prof_free(g.util); g.util = NULL;
     g.ndev = 0;
 }
 static int load_config(void) {
-    double u, s, a, r, c, nd; const char *v;
+    double u, s, a, r, c, nd, up, gain; const char *v;
     if (env_num("FAKE_NVML_UPDATE_PERIOD_S", 0.1, &u) || env_num("FAKE_NVML_SAMPLE_PERIOD_S", 0.02, &s) ||
         env_num("FAKE_NVML_AVERAGE_WINDOW_S", 1.0, &a) || env_num("FAKE_NVML_RING", 120, &r) ||
-        env_num("FAKE_NVML_COUNTER_COST_US", 0, &c) || env_num("FAKE_NVML_DEVICES", 1, &nd)) return -1;
-    if (u < 1e-6 || s < 1e-6 || a <= 0 || r < 1 || r > 1e6 || c < 0 || nd < 1 || nd > MAX_DEVICES)
-        return cfg_error("period/window/ring/cost/devices", "out of range");
-    g.update_ns = llround(u * 1e9); g.sample_ns = llround(s * 1e9);
+        env_num("FAKE_NVML_COUNTER_COST_US", 0, &c) || env_num("FAKE_NVML_DEVICES", 1, &nd) ||
+        env_num("FAKE_NVML_UTILIZATION_PERIOD_S", 1.0 / 6.0, &up) ||
+        env_num("FAKE_NVML_SAMPLES_GAIN", 1.0, &gain)) return -1;
+    if (u < 1e-6 || s < 1e-6 || a <= 0 || r < 1 || r > 1e6 || c < 0 || nd < 1 || nd > MAX_DEVICES ||
+        up < 1e-6 || gain <= 0)
+        return cfg_error("period/window/ring/cost/devices/gain", "out of range");
+    g.update_ns = llround(u * 1e9); g.sample_ns = llround(s * 1e9); g.util_ns = llround(up * 1e9);
+    g.samples_gain = gain;
+    v = getenv("FAKE_NVML_UTILIZATION");
+    if (!(g.util = prof_parse_inline(v && *v ? v : "0:0"))) return cfg_error("FAKE_NVML_UTILIZATION", v);
     g.avg_window_s = a; g.ring = (unsigned)r; g.cost_us = (long)c; g.ndev = (unsigned)nd;
 
     g.t0_ns = g.process_t0_ns;
@@ -396,32 +407,39 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFiel
     return OK;
 }
 
-/* Driver power-sample ring. Sample tick j is at monotonic T0 + j*S and carries P(j*S); the ring
- * holds ticks j_now-R+1 .. j_now. Semantics of the real H200 (see the brief / nvml_probe.py). */
+/* Driver sample rings. Power tick j is at monotonic T0 + j*S and carries P(j*S) times the gain;
+ * utilization tick j is at T0 + j*V and carries the mean busy percent over ((j-1)V, jV]. Each
+ * ring holds ticks j_now-R+1 .. j_now. Semantics of the real H200 (see the brief / nvml_probe.py). */
+static unsigned sample_value(const struct fake_device *d, int type, int64_t j) {
+    if (type == 0) return (unsigned)llround(prof_power(d->prof, (double)(j * g.sample_ns) / 1e9) * g.samples_gain * 1000.0);
+    double a = (double)((j - 1) * g.util_ns) / 1e9, b = (double)(j * g.util_ns) / 1e9;
+    return (unsigned)llround((prof_F(g.util, b) - prof_F(g.util, a)) / (b - a));
+}
 EXPORT nvmlReturn_t nvmlDeviceGetSamples(nvmlDevice_t d, int type, unsigned long long lastSeen,
                                          int *valType, unsigned *count, nvmlSample_t *out) {
     REQUIRE_DEV(d);
-    if (type != 0) return E_NOT_SUPPORTED; /* only NVML_TOTAL_POWER_SAMPLES */
+    if (type != 0 && type != 1) return E_NOT_SUPPORTED; /* total power and GPU utilization only */
     if (!count) return E_INVALID;
     int64_t now = clock_ns(CLOCK_MONOTONIC);
-    nvmlReturn_t rc = gate(SRC_SAMPLES, now); if (rc) return rc;
+    nvmlReturn_t rc = gate(type == 0 ? SRC_SAMPLES : SRC_UTILIZATION, now); if (rc) return rc;
     if (!out) { *count = g.ring; if (valType) *valType = VT_UINT; return OK; } /* size query */
-    int64_t jnow = floor_div(now - g.t0_ns, g.sample_ns);
+    const int64_t period_ns = type == 0 ? g.sample_ns : g.util_ns;
+    int64_t jnow = floor_div(now - g.t0_ns, period_ns);
     unsigned n = 0, cap = *count;
     for (int64_t j = jnow - (int64_t)g.ring + 1; j <= jnow; j++) { /* oldest first */
-        int64_t mono = g.t0_ns + j * g.sample_ns;
+        int64_t mono = g.t0_ns + j * period_ns;
         unsigned long long ts = epoch_us(mono);
         if (ts <= lastSeen) continue;
         if (n == cap) break; /* more are newer than fit: the caller gets the oldest `cap` */
         out[n].timeStamp = ts;
         out[n].sampleValue.ullVal = 0;
-        out[n].sampleValue.uiVal = (unsigned)llround(prof_power(d->prof, (double)(j * g.sample_ns) / 1e9) * 1000.0);
+        out[n].sampleValue.uiVal = sample_value(d, type, j);
         n++;
     }
     if (n == 0) {
         /* Nothing newer: NOT_FOUND, count untouched. Newer samples but cap == 0 is a choice
          * (not measured on hardware): INSUFFICIENT_SIZE. */
-        if (cap == 0 && epoch_us(g.t0_ns + jnow * g.sample_ns) > lastSeen) return E_INSUFFICIENT_SIZE;
+        if (cap == 0 && epoch_us(g.t0_ns + jnow * period_ns) > lastSeen) return E_INSUFFICIENT_SIZE;
         return E_NOT_FOUND;
     }
     *count = n;
