@@ -176,10 +176,10 @@ def test_a_step_that_cannot_be_captured_gives_an_unavailable_graph_row(bench, mo
     monkeypatch.setattr(ecomeasure.generation, "StaticDecoder",
                         lambda *args, capture, **kwargs: real(*args, capture=True, **kwargs))
     assert bench("--regime", "eager", "graph") == 0
-    assert "graph unavailable: capture failed" in capsys.readouterr().err
+    assert "graph unavailable: warming up for capture failed: " in capsys.readouterr().err
     _, rows = read_csv(bench.out / "results.csv")
     assert [(r["regime"], r["status"]) for r in rows] == [("eager", "ok"), ("graph", "unavailable")]
-    assert rows[1]["error"].startswith("graph unavailable: capture failed: ")
+    assert rows[1]["error"].startswith("graph unavailable: warming up for capture failed: ")
     assert rows[1]["throughput_tok_s_mean"] == ""
     _, iterations = read_csv(bench.out / "iterations.csv")
     assert {i["regime"] for i in iterations} == {"eager"}
@@ -234,7 +234,8 @@ def test_sigterm_keeps_finished_rows_and_marks_the_run_interrupted(tmp_path, wei
     env = clean_environ(fake_env(fake_nvml_dir, Profile.steady(150.0), time.monotonic_ns()))
     env["HF_HUB_OFFLINE"] = "1"
     # 2 s of idle per configuration: the signal lands while the second one (bf16) idles.
-    proc = subprocess.Popen([sys.executable, "-m", "ecomeasure.bench", *SMOKE_ARGS, "--quant", "fp16", "bf16",
+    proc = subprocess.Popen([sys.executable, "-m", "ecomeasure.bench", *SMOKE_ARGS, "--regime", "eager",
+                             "--quant", "fp16", "bf16",
                              "--idle-seconds", "2", "--out", str(out), "--weights-dir", str(weights_dir)],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -254,7 +255,7 @@ def test_sigterm_keeps_finished_rows_and_marks_the_run_interrupted(tmp_path, wei
     _, iterations = read_csv(out / "iterations.csv")
     assert [i["quant"] for i in iterations] == ["fp16", "fp16"]
     assert sorted(p.name for p in (out / "traces").iterdir()) == [
-        "tiny-llama-test_fp16_bs1.npz", "tiny-llama-test_fp16_bs1_reference.csv"]
+        "tiny-llama-test_fp16_bs1_eager.npz", "tiny-llama-test_fp16_bs1_eager_reference.csv"]
     (run_file,) = out.glob("run-*.json")
     info = json.loads(run_file.read_text())
     assert info["interrupted"] is True and info["written"] == 1

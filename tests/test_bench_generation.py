@@ -151,3 +151,46 @@ def test_out_of_memory_is_recognised():
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory."))
     assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert not is_out_of_memory(ValueError("bad shape"))
+
+
+@pytest.mark.parametrize("quant", ["fp16", "bf16"])
+def test_the_static_decoder_generates_the_same_tokens_as_generate(checkpoint, quant):
+    # The graph regime's step (here uncaptured: the CPU has no CUDA graphs) must decode
+    # exactly what model.generate does, batch rows too, and again after a shorter run.
+    model = weights.load_model(checkpoint, quant, "cpu")
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=3)
+    eager = generation.generate(model, prompt, 16).token_ids
+    decoder = generation.StaticDecoder(model, prompt, 16, capture=False)
+    assert decoder.generate(5).token_ids.tolist() == eager[:, :5].tolist()  # the cache is reset in place
+    timing = decoder.generate(16)
+    assert timing.tokens == 16 * 3 and timing.token_ids.tolist() == eager.tolist()
+    assert timing.begin.time_ns() <= timing.first_token.time_ns() <= timing.end.time_ns()
+    with pytest.raises(ValueError, match="new_tokens must be 1..16"):
+        decoder.generate(17)
+
+
+@pytest.mark.slow
+def test_the_compiled_step_generates_the_same_tokens(checkpoint):
+    # torch.compile of the step (the compiled regime; ~20 s of compilation on a CPU).
+    model = weights.load_model(checkpoint, "bf16", "cpu")
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=2)
+    eager = generation.generate(model, prompt, 12).token_ids
+    decoder = generation.StaticDecoder(model, prompt, 12, capture=False, compile=True)
+    assert decoder.generate(12).token_ids.tolist() == eager.tolist()
+
+
+def test_forced_length_decoding_never_picks_eos(checkpoint):
+    # Both regimes ban EOS until the forced length: with EOS made the likeliest token, the
+    # static decoder must still not pick it (generate does the same under min_new_tokens).
+    model = weights.load_model(checkpoint, "fp16", "cpu")
+    banned = generation.banned_token_ids(model)
+    assert banned
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
+    with torch.no_grad():
+        # Point EOS's output row along the prompt's last hidden state: unbanned, it wins.
+        hidden = model.model(input_ids=prompt.input_ids).last_hidden_state[0, -1].float()
+        model.lm_head.weight[banned[0]] = (100 * torch.sign(hidden)).to(model.lm_head.weight.dtype)
+        assert int(model(input_ids=prompt.input_ids).logits[0, -1].argmax()) == banned[0]
+    ids = generation.StaticDecoder(model, prompt, 8, capture=False).generate(8).token_ids
+    assert banned[0] not in ids.flatten().tolist()
+    assert generation.generate(model, prompt, 8).token_ids.tolist() == ids.tolist()

@@ -61,7 +61,7 @@ def square_wave(monkeypatch, fake_nvml_dir, tmp_path):
     def run(*args: str) -> Path:
         out = tmp_path / f"results-{len(list(tmp_path.iterdir()))}"
         calls.clear()
-        assert main([*SMOKE_ARGS, "--out", str(out), "--weights-dir", str(tmp_path / "weights"), *args]) == 0
+        assert main([*SMOKE_ARGS, "--regime", "eager", "--out", str(out), "--weights-dir", str(tmp_path / "weights"), *args]) == 0
         # The schedule held: measured iterations ended inside their high phase.
         assert all(HIGH_S - 0.1 > end > ITERATION_AT_S for warmup, end in calls if not warmup), calls
         return out
@@ -137,12 +137,12 @@ def test_every_shortfall_reaches_the_rows():
            for k in range(2)]
     run = runner.ConfigRun(its, reference=ShortReference())
     runner._measure(run, ShortMeter(), ShortReference(), 1.0, 1.5)
-    ctx = RowContext("m", "m", "fp16", 1, 8, 2, "cuda")
+    ctx = RowContext("m", "m", "fp16", 1, "eager", 8, 2, "cuda")
     rows = [iteration_row(ctx, run, it) for it in its]
     summary = summary_row(ctx, run, rows, None, "")
-    config_notes = ["native meter: no reading past the last iteration's end before the wait timed out",
+    config_notes = ["native meter: no reading past the last window's end before the wait timed out",
                     "native meter: the data do not cover the whole idle window",
-                    "reference method: no reading past the last iteration's end before the wait timed out",
+                    "reference method: no reading past the last window's end before the wait timed out",
                     "reference method: its readings do not cover the whole idle window",
                     "reference method: 2 NVML errors (GPU is lost, twice)"]
     own = ["the native meter's data do not cover the whole window",

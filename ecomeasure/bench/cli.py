@@ -88,11 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"one or more of: {', '.join(quant.QUANTS)} (default: fp16)")
     what.add_argument("--batch-size", nargs="+", type=_positive_int, default=[1], metavar="N",
                       help="one or more batch sizes (default: 1)")
-    what.add_argument("--regime", nargs="+", choices=generation.REGIMES, default=list(generation.REGIMES),
+    what.add_argument("--regime", nargs="+", choices=generation.REGIMES, default=["eager", "graph"],
                       metavar="REGIME",
                       help="decode regimes: eager (the seed's model.generate, host-bound at small "
-                           "batch sizes) and/or graph (static KV cache, each token's step replayed "
-                           "from a CUDA graph: GPU-bound) (default: both)")
+                           "batch sizes), graph (static KV cache, each token's step replayed from a "
+                           "CUDA graph: GPU-bound), compiled (graph, the step compiled by torch.compile "
+                           "first: ~1 min per configuration) (default: eager graph)")
     what.add_argument("--list-models", action="store_true", help="list the model aliases and exit")
     proto = p.add_argument_group("protocol (defaults: the seed study's)")
     proto.add_argument("--new-tokens", type=_positive_int, default=256, help="tokens generated per sequence (256)")

@@ -53,6 +53,8 @@ PER_EXTRA_SEQUENCE = 0.05
 GRAPH_SPEEDUP_AT_BS1 = 4.0
 """Rough: how much faster a CUDA-graph decode step is than an eager one at batch size 1."""
 SETUP_S = 5.0
+COMPILE_S = 60.0
+"""Rough: torch.compile of a 7B model's decode step (the ``compiled`` regime)."""
 """Rough: building the prompt, starting meters, writing rows."""
 UNKNOWN_PARAMS_B = 7.0
 """Parameter count assumed (billions) for a model that is not one of the listed aliases."""
@@ -66,7 +68,7 @@ def params_b(model: str) -> float:
 
 def regime_factor(regime: str, batch_size: int) -> float:
     """Step time relative to eager (``eager`` 1; ``graph`` 1/4 at batch size 1, -> 1 with batch)."""
-    if regime != "graph":
+    if regime == "eager":
         return 1.0
     return 1.0 - (1.0 - 1.0 / GRAPH_SPEEDUP_AT_BS1) / batch_size ** 0.5
 
@@ -77,7 +79,7 @@ def expected_cost_s(key: ConfigKey, protocol: Protocol) -> float:
         * QUANT_STEP_FACTOR.get(key.quant, 1.0) * (1.0 + PER_EXTRA_SEQUENCE * (key.batch_size - 1)) \
         * regime_factor(key.regime, key.batch_size)
     steps = protocol.warmup * protocol.warmup_tokens + protocol.iterations * protocol.new_tokens
-    return SETUP_S + protocol.idle_s + steps * step_s
+    return SETUP_S + (COMPILE_S if key.regime == "compiled" else 0.0) + protocol.idle_s + steps * step_s
 
 
 def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float]) -> list[list[ConfigKey]]:

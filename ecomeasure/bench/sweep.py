@@ -249,7 +249,7 @@ class Sweep:
         except KeyboardInterrupt:
             raise
         except generation.GraphUnavailableError as exc:
-            unavailable = f"graph unavailable: {exc}"
+            unavailable = f"{regime} unavailable: {exc}"
         except Exception as exc:  # noqa: BLE001
             self.display.warn(f"{label}: failed: {describe(exc)}")
             if not is_out_of_memory(exc):
@@ -275,7 +275,8 @@ class Sweep:
             return lambda n: generation.generate(model, prompt, n, stream)
         protocol = self.options.protocol
         tokens = max(protocol.new_tokens, protocol.warmup_tokens if protocol.warmup else 1)
-        decoder = generation.StaticDecoder(model, prompt, tokens, capture=self.hardware.device != "cpu")
+        decoder = generation.StaticDecoder(model, prompt, tokens, capture=self.hardware.device != "cpu",
+                                           compile=regime == "compiled")
         return lambda n: decoder.generate(n, stream)
 
     def _check_tokens(self, model: str, quant: str, batch_size: int, regime: str, run: ConfigRun) -> None:
