@@ -14,6 +14,8 @@
 #   validate  python -m ecomeasure.validate (its saved run)
 #   peers     benchmarks/peers.py (Zeus, CodeCarbon beside ecomeasure)
 #   dataset   MODELS="tinyllama qwen2-1.5b": fp16 nf4 int8 int8_pure, eager and graph, batch 1
+#   batches   MODELS="qwen2-1.5b": fp16 int8_pure at batch sizes 4 and 8, eager and graph
+#   concurrency  eager alone vs beside a busy rank, pinned and not (benchmarks/concurrency.sh)
 #   scaling   one small sweep on 1 GPU, then on 2 GPUs with torchrun; wall times
 #   build     only installs (also done before any other part)
 #   packall   packs every folder left under $OUT (dataset/ once all writers are done)
@@ -73,6 +75,14 @@ dataset() {
   # shellcheck disable=SC2086
   bench --model ${MODELS:-tinyllama qwen2-1.5b} --quant fp16 nf4 int8 int8_pure --batch-size 1 \
     --regime eager graph "${PROTO[@]}"
+}
+batches() {
+  # shellcheck disable=SC2086
+  bench --model ${MODELS:-qwen2-1.5b} --quant fp16 int8_pure --batch-size 4 8 --regime eager graph "${PROTO[@]}"
+}
+concurrency() {
+  OUT="$OUT/concurrency" REGIME=eager MODEL=${MODEL:-tinyllama} bash "$repo/benchmarks/concurrency.sh"
+  pack concurrency
 }
 scaling() {
   mkdir -p "$OUT/scaling"
