@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -155,3 +156,21 @@ def test_every_shortfall_reaches_the_rows():
     (True, False, True), (True, True, False), (True, None, False), (False, False, False)])
 def test_a_mark_placed_by_its_host_stamp_is_noticed(on_stream, has_event, expected):
     assert runner.host_stamped(_stamped(on_stream, has_event)) is expected
+
+
+def test_the_last_warmup_is_as_long_as_an_iteration():
+    # No iteration may meet a shape first: the seed's 50-token warmups left the first eager
+    # iteration of 256 tokens cold.
+    lengths = []
+
+    def generate(tokens):
+        lengths.append(tokens)
+        raise StopIteration  # enough: the warmup lengths are what this test reads
+
+    protocol = runner.Protocol(new_tokens=256, warmup=3, warmup_tokens=50, iterations=1, idle_s=0)
+    assert [runner.warmup_length(protocol, k) for k in range(3)] == [50, 50, 256]
+    with pytest.raises(StopIteration):  # one warmup: it is the last, so as long as an iteration
+        runner.run_configuration(generate, replace(protocol, warmup=1), runner.EnergySetup(None))
+    assert lengths == [256]
+    longer = runner.Protocol(new_tokens=8, warmup=2, warmup_tokens=50)
+    assert [runner.warmup_length(longer, k) for k in range(2)] == [50, 50]

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--list-models", action="store_true", help="list the model aliases and exit")
     proto = p.add_argument_group("protocol (defaults: the seed study's)")
     proto.add_argument("--new-tokens", type=_positive_int, default=256, help="tokens generated per sequence (256)")
-    proto.add_argument("--warmup", type=_non_negative_int, default=3, help="warmup generations (3)")
+    proto.add_argument("--warmup", type=_non_negative_int, default=3,
+                       help="warmup generations (3); the last one is as long as an iteration")
     proto.add_argument("--warmup-tokens", type=_positive_int, default=50, help="tokens per warmup generation (50)")
     proto.add_argument("--iterations", type=_positive_int, default=10, help="measured generations (10)")
     proto.add_argument("--idle-seconds", type=_seconds, default=10.0,
