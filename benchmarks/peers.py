@@ -58,7 +58,7 @@ import time
 import types
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -278,14 +278,15 @@ class Summary:
 
 
 def summarize(rows: list[Row], unavailable: dict[str, str] | None = None) -> list[Summary]:
-    """One line per (workload, length, method), in the order met; ``unavailable``: method ->
-    why it has no rows (e.g. "not installed")."""
+    """One line per (workload, length, method): workloads in the order met, lengths ascending;
+    ``unavailable``: method -> why it has no rows (e.g. "not installed")."""
     unavailable = unavailable or {}
     groups: dict[tuple[str, float], dict[str, list[Row]]] = {}
     for r in rows:
         groups.setdefault((r.workload, r.length_s), {}).setdefault(r.method, []).append(r)
+    workloads = list(dict.fromkeys(w for w, _ in groups))
     out = []
-    for (workload, length), by_method in groups.items():
+    for (workload, length), by_method in sorted(groups.items(), key=lambda g: (workloads.index(g[0][0]), g[0][1])):
         for method in METHODS:
             rs = by_method.get(method, [])
             errors = np.array([r.error for r in rs], dtype=float)
@@ -576,6 +577,19 @@ def write_outputs(out: Path, rows: list[Row], summary: list[Summary], table: str
         meter.save(out / "traces.npz")
 
 
+def read_rows(path: Path) -> list[Row]:
+    """The rows of a saved ``windows.csv`` (its ``error`` column is recomputed, not read)."""
+    kinds = {f.name: f.type for f in fields(Row)}
+    with open(path, newline="") as f:
+        return [Row(**{k: (v if kinds[k] in ("str", str) else int(v) if kinds[k] in ("int", int) else float(v))
+                       for k, v in r.items() if k in kinds}) for r in csv.DictReader(f)]
+
+
+def reanalyse(folder: Path) -> str:
+    """The table of a saved run, from its ``windows.csv`` alone (no GPU)."""
+    return markdown_table(summarize(read_rows(folder / "windows.csv")))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="peers-run", help="output folder (default: peers-run)")
@@ -593,11 +607,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fit-reach-s", type=float, default=10.0,
                    help="steady load: counter readings this far from a window's centre give its power")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from", dest="from_dir", type=Path, default=None,
+                   help="no GPU: print the table of a saved run (its windows.csv)")
     args = p.parse_args(argv)
     if not args.lengths or min(args.lengths) <= 0 or args.repetitions < 1:
         p.error("lengths must be positive and repetitions at least 1")
     return args
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_dir is not None:
+        print(reanalyse(args.from_dir))
+        return 0
+    return run(args)
+
+
 if __name__ == "__main__":
-    sys.exit(run(parse_args()))
+    sys.exit(main())

@@ -18,7 +18,11 @@ Kinds:
 - ``validation``: a saved validation folder (``python -m ecomeasure.validate --out DIR``),
   re-analysed as ``--from`` does: median (worst) error of isolated bursts per length, for the
   headline (window, and burst plus its tail) and the seed's 10 Hz method;
-- ``sampler``: the JSON ``benchmarks/sampler_overhead.py --json`` writes.
+- ``sampler``: the JSON ``benchmarks/sampler_overhead.py --json`` writes;
+- ``peers``: a saved ``benchmarks/peers.py`` run (its windows.csv), as ``--from`` prints it;
+- ``unavailable``: the rows of a results directory that a regime could not run, and why.
+
+``bench`` and ``unavailable`` take filters after the path, ``column=value`` (e.g. ``model=mistral``).
 
     python benchmarks/readme_tables.py --check   # exit 1, naming each table that differs
     python benchmarks/readme_tables.py --write   # rewrite every marked table
@@ -42,8 +46,8 @@ from ecomeasure.report.tables import markdown, result_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 REGENERATE = "regenerate: `python benchmarks/readme_tables.py --write`"
-BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end: (?P=kind) -->)",
-                   re.DOTALL)
+BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+)(?P<filters>(?: \w+=\S+)*) -->\n)(?P<body>.*?)"
+                   r"(?P<end><!-- end: (?P=kind) -->)", re.DOTALL)
 OPENING = re.compile(r"<!-- generated:")
 
 
@@ -81,29 +85,65 @@ def _delta(row: dict, column: str) -> str:
     return "" if row["quant"] == BASELINE_QUANT else fmt.pct(row[column])
 
 
-def bench_table(results_dir: Path) -> str:
-    """One row per configuration (latest run), per GPU in order of appearance."""
+def bench_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
+    """One row per configuration (latest run), per GPU in order of appearance; ``filters``
+    (e.g. ``{"model": "mistral"}``, from ``model=mistral`` in the marker) keep the rows whose
+    results.csv columns equal them."""
     try:
         dataset = load_results_dir(results_dir)
     except ReportInputError as error:
         raise TableError(str(error)) from None
+    wanted = filters or {}
+    dataset.configs = [c for c in dataset.configs if all(c.row.get(k) == v for k, v in wanted.items())]
     gpus = [g for g in dataset.gpus() if dataset.ok_on(g)]
     header = (["GPU"] if len(gpus) > 1 else []) + [
-        "model", "config", "BS", "tok/s (CV %)", "J/1k gross, native", "J/1k net of idle",
-        "J/1k gross, 10 Hz ref", "vs fp16 gross", "vs fp16 net"]
+        "model", "config", "BS", "regime", "tok/s (CV %)", "of floor", "GPU busy", "J/1k gross, native",
+        "J/1k net of idle", "J/1k gross, 10 Hz ref", "vs fp16 gross", "vs fp16 net"]
     rows = []
     for gpu in gpus:
         # Both lists come in the same order (result_rows sorts the same configurations).
         for n, r in zip(result_rows(dataset, gpu, "native"), result_rows(dataset, gpu, "ref")):
             rows.append(([gpu] if len(gpus) > 1 else []) + [
-                n["model"], n["quant"], str(n["batch_size"]),
+                n["model"], n["quant"], str(n["batch_size"]), n["regime"],
                 f"{fmt.plain(n['throughput_tok_s_mean'])} ({fmt.plain(n['throughput_cv_pct'])})",
+                _share(n["bandwidth_floor_fraction"]), _share(n["gpu_busy_share_mean"]),
                 fmt.energy(n["energy_j_per_1k_mean"]), fmt.energy(n["energy_net_j_per_1k_mean"]),
                 fmt.energy(r["energy_j_per_1k_mean"]), _delta(n, "delta_vs_fp16_pct"),
                 _delta(n, "delta_vs_fp16_net_pct")])
     if not rows:
         raise TableError(f"{results_dir} has no successful configuration")
     return markdown(header, rows)
+
+
+def _share(value: float) -> str:
+    """A share (0..1) as a whole percentage."""
+    return fmt.DASH if value != value else f"{100 * value:.0f} %"
+
+
+def unavailable_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
+    """The configurations a regime could not run, and why."""
+    try:
+        dataset = load_results_dir(results_dir)
+    except ReportInputError as error:
+        raise TableError(str(error)) from None
+    wanted = filters or {}
+    rows = [[c.model, c.quant, str(c.batch_size), c.regime, c.error] for c in dataset.configs
+            if c.status == "unavailable" and all(c.row.get(k) == v for k, v in wanted.items())]
+    return markdown(["model", "config", "BS", "regime", "why"], rows)
+
+
+def peers_table(folder: Path) -> str:
+    """ecomeasure beside Zeus and CodeCarbon: benchmarks/peers.py's table of a saved run,
+    recomputed from its windows.csv."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("peers", Path(__file__).with_name("peers.py"))
+    peers = sys.modules.setdefault("peers", importlib.util.module_from_spec(spec))
+    if not hasattr(peers, "reanalyse"):
+        spec.loader.exec_module(peers)  # type: ignore[union-attr]
+    try:
+        return peers.reanalyse(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TableError(f"cannot re-analyse {folder}: {error}") from None
 
 
 def sampler_table(path: Path) -> str:
@@ -130,16 +170,21 @@ def sampler_table(path: Path) -> str:
     return markdown([""] + [p["phase"] for p in phases], rows)
 
 
-KINDS: dict[str, Callable[[Path], str]] = {"bench": bench_table, "validation": validation_table,
-                                           "sampler": sampler_table}
+KINDS: dict[str, Callable[..., str]] = {"bench": bench_table, "unavailable": unavailable_table,
+                                        "validation": validation_table, "sampler": sampler_table,
+                                        "peers": peers_table}
+FILTERED = {"bench", "unavailable"}
 
 
-def _body(kind: str, path: Path) -> str:
+def _body(kind: str, path: Path, filters: dict[str, str]) -> str:
     if kind not in KINDS:
         raise TableError(f"unknown table kind {kind!r} (known: {', '.join(KINDS)})")
     if not path.exists():
         raise TableError(f"{path} does not exist")
-    return f"{KINDS[kind](path)}\n\n{REGENERATE}\n"
+    if filters and kind not in FILTERED:
+        raise TableError(f"a {kind} table takes no filters")
+    table = KINDS[kind](path, filters) if kind in FILTERED else KINDS[kind](path)
+    return f"{table}\n\n{REGENERATE}\n"
 
 
 def regenerate(text: str, root: Path) -> tuple[str, list[tuple[str, str, str]]]:
@@ -150,10 +195,11 @@ def regenerate(text: str, root: Path) -> tuple[str, list[tuple[str, str, str]]]:
     changed: list[tuple[str, str, str]] = []
 
     def one(m: re.Match) -> str:
-        body = _body(m["kind"], root / m["path"])
+        filters = dict(f.split("=", 1) for f in m["filters"].split())
+        body = _body(m["kind"], root / m["path"], filters)
         if body != m["body"]:
             changed.append((f"{m['kind']} {m['path']}", m["body"], body))
-        return m.group(1) + body + m.group(5)
+        return m.group(1) + body + m["end"]
 
     return BLOCK.sub(one, text), changed
 

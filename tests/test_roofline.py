@@ -58,3 +58,17 @@ def test_outliers_beyond_three_scaled_mads():
     assert outliers([50.0, *steady]) == [True] + [False] * 5  # a cold first iteration
     assert outliers([100.0, 100.0]) == [False, False]  # too few to judge
     assert outliers([100.0, 100.0, 100.0, 130.0]) == [False] * 4  # MAD 0: no spread to judge by
+
+
+def test_bandwidth_from_nvml_memory_clock_and_bus_width(monkeypatch):
+    # Double data rate: bytes/s = max memory clock x 2 x bus width / 8 (on the lent H200 NVML's
+    # figures gave 4,814 GB/s, against a data sheet's 4,800).
+    monkeypatch.setattr(roofline, "_nvml_memory", lambda index, library: (3201e6, 6144))
+    assert roofline.peak_bandwidth(0, "NVIDIA H200") == roofline.Bandwidth(3201e6 * 2 * 6144 / 8, "nvml")
+    monkeypatch.setattr(roofline, "_nvml_memory", lambda index, library: (0.0, 6144))
+    assert roofline.peak_bandwidth(0, "NVIDIA H200").source == "datasheet"  # a clock NVML does not know
+
+    def fails(index, library):
+        raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+    monkeypatch.setattr(roofline, "_nvml_memory", fails)
+    assert roofline.peak_bandwidth(0, "NVIDIA H200") == roofline.Bandwidth(4.8e12, "datasheet")

@@ -111,10 +111,11 @@ def compare(config: Config, baseline: Config, method: str, basis: str) -> Compar
 
 
 def baseline_of(config: Config, configs: Iterable[Config]) -> Config | None:
-    """The ok fp16 configuration of the same GPU, model and batch size, if any."""
+    """The ok fp16 configuration of the same GPU, model, batch size and regime, if any."""
     for other in configs:
         if (other.ok and other.quant == BASELINE_QUANT and other.gpu_name == config.gpu_name
-                and other.model == config.model and other.batch_size == config.batch_size):
+                and other.model == config.model and other.batch_size == config.batch_size
+                and other.regime == config.regime):
             return other
     return None
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..generation import REGIMES
 from . import fmt
 from .findings import CLAIMS, Finding
 from .load import METHOD_TITLES, Config, Dataset
@@ -15,10 +16,11 @@ QUANT_ORDER = ("fp16", "bf16", "nf4", "nf4_dq", "fp4", "int8", "int8_pure")
 
 
 def config_order(config: Config) -> tuple:
-    """Rows by model size, model, batch size, then quant in the seed's order."""
+    """Rows by model size, model, batch size, quant in the seed's order, then regime."""
     quant = QUANT_ORDER.index(config.quant) if config.quant in QUANT_ORDER else len(QUANT_ORDER)
     size = config.params_b if math.isfinite(config.params_b) else math.inf
-    return (size, config.model, config.batch_size, quant, config.quant)
+    regime = REGIMES.index(config.regime) if config.regime in REGIMES else len(REGIMES)
+    return (size, config.model, config.batch_size, quant, config.quant, regime, config.regime)
 
 
 def markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -30,8 +32,9 @@ def markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 # results -------------------------------------------------------------------------------
 TABLE_COLUMNS: tuple[str, ...] = (
-    "dataset", "gpu_name", "method", "model", "params_b", "quant", "batch_size", "status",
+    "dataset", "gpu_name", "method", "model", "params_b", "quant", "batch_size", "regime", "status",
     "iterations", "throughput_tok_s_mean", "throughput_tok_s_std", "throughput_cv_pct",
+    "bandwidth_floor_fraction", "gpu_busy_share_mean",
     "power_w_mean", "power_w_std", "idle_power_w", "energy_j_per_1k_mean", "energy_j_per_1k_std",
     "delta_vs_fp16_pct", "energy_net_j_per_1k_mean", "energy_net_j_per_1k_std",
     "delta_vs_fp16_net_pct", "energy_cv_pct", "error",
@@ -44,7 +47,8 @@ def result_row(config: Config, method: str, configs: Sequence[Config]) -> dict[s
     row: dict[str, Any] = {
         "dataset": config.dataset, "gpu_name": config.gpu_name, "method": method,
         "model": config.model, "params_b": config.params_b, "quant": config.quant,
-        "batch_size": config.batch_size, "status": config.status, "error": config.error,
+        "batch_size": config.batch_size, "regime": config.regime, "status": config.status,
+        "error": config.error,
         "iterations": len(config.iterations) or config.value("iterations"),
     }
     if not config.ok:
@@ -57,6 +61,8 @@ def result_row(config: Config, method: str, configs: Sequence[Config]) -> dict[s
         "throughput_tok_s_mean": config.value("throughput_tok_s_mean"),
         "throughput_tok_s_std": config.value("throughput_tok_s_std"),
         "throughput_cv_pct": config.value("throughput_cv_pct"),
+        "bandwidth_floor_fraction": config.value("bandwidth_floor_fraction"),
+        "gpu_busy_share_mean": config.value("gpu_busy_share_mean"),
         "power_w_mean": config.power_w(method), "power_w_std": config.power_std_w(method),
         "idle_power_w": config.idle_power_w(method),
         "energy_j_per_1k_mean": energy["gross"], "energy_j_per_1k_std": energy_sd,
