@@ -36,6 +36,7 @@ import difflib
 import json
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def unavailable_table(results_dir: Path, filters: dict[str, str] | None = None) 
     except ReportInputError as error:
         raise TableError(str(error)) from None
     wanted = filters or {}
-    rows = [[c.model, c.quant, str(c.batch_size), c.regime, c.error] for c in dataset.configs
+    rows = [[c.model, c.quant, str(c.batch_size), c.regime, textwrap.shorten(c.error, 110, placeholder=" ...")]
+            for c in dataset.configs
             if c.status == "unavailable" and all(c.row.get(k) == v for k, v in wanted.items())]
     return markdown(["model", "config", "BS", "regime", "why"], rows)
 

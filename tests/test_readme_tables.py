@@ -184,3 +184,29 @@ def test_validation_table_equals_a_recomputation_from_windows_csv(saved_validati
             worst = max(errors, key=abs)
             assert row[column] == f"{fmt.pct(100 * statistics.median(errors))} ({fmt.pct(100 * worst)})", header
     assert readme_tables.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_filters_keep_only_the_rows_they_name(tmp_path):
+    write_results_dir(tmp_path / "results", _configs() + [FixtureConfig("tinyllama", 1.1, "fp16", noise=0.0)],
+                      idle_power_w=IDLE_W)
+    readme = _readme(tmp_path, ("bench", "results model=mistral"), ("bench", "results quant=fp16"))
+    _write(readme)
+    first, second = (readme.read_text().split("<!-- generated: bench ")[k] for k in (1, 2))
+    assert "mistral" in first and "tinyllama" not in first
+    assert "| nf4 |" not in second and "tinyllama" in second and "mistral" in second
+
+
+def test_unavailable_rows_are_listed_with_their_reason(tmp_path):
+    root = write_results_dir(tmp_path / "results", _configs(), idle_power_w=IDLE_W)
+    with open(root / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    graph = {**rows[0], "status": "unavailable", "regime": "graph",
+             "error": "graph unavailable: capture failed: " + "CUDA error " * 30}
+    with open(root / "results.csv", "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow(graph)
+    readme = _readme(tmp_path, ("unavailable", "results"))
+    _write(readme)
+    header, row = _table_rows(readme, "unavailable")
+    assert row[:4] == ["mistral", "fp16", "1", "graph"]
+    assert row[4].startswith("graph unavailable: capture failed: CUDA error") and row[4].endswith("...")
+    assert len(row[4]) <= 110
