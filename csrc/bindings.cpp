@@ -232,6 +232,8 @@ PYBIND11_MODULE(_native, m) {
   m.def("mark_on_stream", &marks::mark_on_stream, py::arg("stream"),
         "A mark stamped when the GPU reaches this point of the stream (a CUstream handle).");
   m.def("mark_time_ns", &marks::time_ns, py::arg("mark"), "The mark's time, or -1 if pending.");
+  m.def("mark_has_event", &marks::has_event, py::arg("mark"),
+        "Whether a stream mark still owns its CUDA event (not older than the event ring).");
   m.def("mark_wait", &marks::wait, py::arg("mark"), py::arg("timeout_ns"),
         py::call_guard<py::gil_scoped_release>(),
         "Waits for the GPU to reach the mark; its time, or -1 on timeout.");

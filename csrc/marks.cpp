@@ -101,6 +101,8 @@ void on_reached(void* user) {
 
 }  // namespace
 
+bool has_event(MarkId id) { return event_of(id) != nullptr; }
+
 MarkId mark_now() {
   const MarkId id = table().next.fetch_add(1);
   claim(id).t_ns.store(monotonic_ns(), std::memory_order_release);

@@ -14,6 +14,10 @@ MarkId mark_now();
 // Throws CudaUnavailable or InvalidStream.
 MarkId mark_on_stream(std::uintptr_t stream);
 
+// Whether a stream mark still owns its CUDA event: a mark older than the event ring (1,024
+// marks) has lost it, and a window it cuts is placed by host stamps alone.
+bool has_event(MarkId id);
+
 // The mark's time in monotonic ns, or -1 if still pending; never blocks.
 std::int64_t time_ns(MarkId id);
 // Waits (up to timeout_ns) for the GPU to reach the mark; -1 on timeout.

@@ -206,6 +206,13 @@ class Mark:
     def reached(self) -> bool:
         return _native.mark_time_ns(self._id) >= 0
 
+    @property
+    def has_event(self) -> bool:
+        """Whether this stream mark still owns its CUDA event. A mark older than the ring of
+        1,024 events has lost it: a window it cuts is then placed by host stamps alone (late
+        by the driver's callback latency). False for host marks."""
+        return self.on_stream and _native.mark_has_event(self._id)
+
     def time_ns(self, timeout_s: float = 60.0) -> int:
         """The mark's time (monotonic ns); waits, without the GIL, for the GPU to get there."""
         t = _native.mark_wait(self._id, int(timeout_s * _NS))

@@ -101,10 +101,13 @@ def test_a_mark_older_than_the_event_ring_falls_back_to_its_host_stamps(cuda_env
         old = first.span_ns(second)
         stamps = (first.time_ns(), second.time_ns())
         recent = newer[-2].span_ns(newer[-1])
-        print(json.dumps(dict(old=old, stamps=stamps, recent=recent)))
+        events = dict(first=first.has_event, last=newer[-1].has_event, host=ecomeasure.Mark().has_event)
+        print(json.dumps(dict(old=old, stamps=stamps, recent=recent, events=events)))
     """, cuda_env(delay_us=2_000))
     assert result["old"] == result["stamps"]
     assert result["recent"][1] >= result["recent"][0]
+    # The bench notes such a window in its row (runner.host_stamped reads has_event).
+    assert result["events"] == {"first": False, "last": True, "host": False}
 
 
 def test_waiting_for_a_mark_does_not_hold_the_gil(cuda_env):

@@ -110,10 +110,8 @@ class ConfigRun:
 
 def host_stamped(timing: generation.Timing) -> bool:
     """True if a stream mark of ``timing`` lost its CUDA event (older than the core's event
-    ring), so that host stamps, late by the driver's callback latency, placed its window.
-    Marks that do not say (``has_event`` not exposed) count as timed by the GPU."""
-    return any(m.on_stream and getattr(m, "has_event", True) is False
-               for m in (timing.begin, timing.first_token, timing.end))
+    ring), so that host stamps, late by the driver's callback latency, placed its window."""
+    return any(m.on_stream and not m.has_event for m in (timing.begin, timing.first_token, timing.end))
 
 
 def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, ReferenceMeter | None]:
