@@ -31,7 +31,8 @@ DEFAULT_WAIT_S = 2.0
 
 TRACES: tuple[str, ...] = tuple(_native.TRACES)
 """Every trace the meter keeps: the energy SOURCES, then ``utilization`` (NVML's GPU
-utilization samples, percent of each ~1/6 s period in which a kernel ran; not power)."""
+utilization samples: the percent of each sample period, 200 ms on the H200, in which a kernel
+ran; not power)."""
 
 
 def _source_index(source: str) -> int:
