@@ -54,7 +54,10 @@ Integral cumulative_delta(const std::int64_t* t, const double* e, std::size_t n,
                           std::int64_t t0, std::int64_t t1) {
   Integral r = coverage(t, n, t0, t1);
   if (n == 0 || t1 <= t0) return r;
-  r.energy_j = value_at(t, e, n, t1) - value_at(t, e, n, t0, /*from_right=*/true);
+  // Readings that share a stamp (a step of the counter, or stamps clamped to the last one)
+  // count up to and including that stamp: a window ending there holds the step, a window
+  // starting there does not, so windows that tile a run add up to the whole.
+  r.energy_j = value_at(t, e, n, t1, /*from_right=*/true) - value_at(t, e, n, t0, /*from_right=*/true);
   return r;
 }
 

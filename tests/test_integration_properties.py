@@ -184,3 +184,14 @@ def test_a_stamp_that_goes_backwards_is_clamped_and_counted():
     t, _ = traces.trace("samples")
     assert list(t) == [0, 10 * NS, 20 * NS, 20 * NS, 30 * NS]
     assert traces.counts("samples") == {"clamped": 1, "dropped": 0}
+
+
+def test_a_counter_step_at_a_shared_stamp_falls_in_exactly_one_of_two_adjoining_windows():
+    # Two readings at one stamp (a clamped stamp, or a step): the window that ends there holds
+    # the step and the window that starts there does not, so the two add up to the whole.
+    t = np.array([0, 10**9, 10**9, 2 * 10**9], dtype=np.int64)
+    counter_j = np.array([0.0, 10.0, 15.0, 25.0])
+    before = cumulative_delta(t, counter_j, 0, 10**9)[0]
+    after = cumulative_delta(t, counter_j, 10**9, 2 * 10**9)[0]
+    assert (before, after) == (15.0, 10.0)
+    assert before + after == cumulative_delta(t, counter_j, 0, 2 * 10**9)[0] == 25.0
