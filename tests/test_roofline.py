@@ -72,3 +72,35 @@ def test_bandwidth_from_nvml_memory_clock_and_bus_width(monkeypatch):
         raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
     monkeypatch.setattr(roofline, "_nvml_memory", fails)
     assert roofline.peak_bandwidth(0, "NVIDIA H200") == roofline.Bandwidth(4.8e12, "datasheet")
+
+
+def test_bitsandbytes_scales_count_with_the_weights(model):
+    # 4-bit weights carry absmax and a code book (and, double-quantized, their own); int8 rows
+    # a scale each: a decode step reads them all.
+    from types import SimpleNamespace
+    plain = roofline.weight_bytes(model)
+    first, second = list(model.parameters())[1:3]
+    first.quant_state = SimpleNamespace(absmax=torch.zeros(10), code=torch.zeros(16),
+                                        state2=SimpleNamespace(absmax=torch.zeros(3), code=torch.zeros(4)))
+    second.SCB = torch.zeros(5)
+    try:
+        assert roofline.weight_bytes(model) == plain + (10 + 16 + 3 + 4 + 5) * 4
+    finally:
+        del first.quant_state, second.SCB
+
+
+def test_kv_cache_bytes_without_head_dim_or_kv_heads_in_the_config():
+    from types import SimpleNamespace
+    mha = SimpleNamespace(num_attention_heads=4, hidden_size=64, num_hidden_layers=2)  # head dim 16
+    assert roofline.kv_cache_bytes_per_step(mha, 1, 10, 4, 2) == 2 * 2 * 4 * 16 * 2 * 1 * 12
+    wide = SimpleNamespace(num_attention_heads=4, num_key_value_heads=1, head_dim=32, hidden_size=64,
+                           num_hidden_layers=1)
+    assert roofline.kv_cache_bytes_per_step(wide, 2, 0, 2, 2) == 2 * 1 * 1 * 32 * 2 * 2 * 1
+
+
+def test_decode_floor_reads_the_weights_and_a_half_precision_cache(model):
+    bandwidth = roofline.Bandwidth(1e9, "datasheet")
+    floor = roofline.decode_floor(model, 2, 11, 8, bandwidth)
+    assert floor.weight_bytes == roofline.weight_bytes(model)
+    assert floor.kv_bytes_per_step == roofline.kv_cache_bytes_per_step(model.config, 2, 11, 8, 2)
+    assert floor.floor_s_per_step == pytest.approx((floor.weight_bytes + floor.kv_bytes_per_step) / 1e9)
