@@ -86,16 +86,21 @@ def _delta(row: dict, column: str) -> str:
     return "" if row["quant"] == BASELINE_QUANT else fmt.pct(row[column])
 
 
-def bench_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
-    """One row per configuration (latest run), per GPU in order of appearance; ``filters``
-    (e.g. ``{"model": "mistral"}``, from ``model=mistral`` in the marker) keep the rows whose
-    results.csv columns equal them."""
+def _dataset(results_dir: Path, filters: dict[str, str] | None):
+    """The results directory's configurations whose results.csv columns equal ``filters``
+    (e.g. ``{"model": "mistral"}``, from ``model=mistral`` in the marker)."""
     try:
         dataset = load_results_dir(results_dir)
     except ReportInputError as error:
         raise TableError(str(error)) from None
     wanted = filters or {}
     dataset.configs = [c for c in dataset.configs if all(c.row.get(k) == v for k, v in wanted.items())]
+    return dataset
+
+
+def bench_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
+    """One row per configuration (latest run), per GPU in order of appearance."""
+    dataset = _dataset(results_dir, filters)
     gpus = [g for g in dataset.gpus() if dataset.ok_on(g)]
     header = (["GPU"] if len(gpus) > 1 else []) + [
         "model", "config", "BS", "regime", "tok/s (CV %)", "of floor", "GPU busy", "J/1k gross, native",
@@ -123,14 +128,8 @@ def _share(value: float) -> str:
 
 def unavailable_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
     """The configurations a regime could not run, and why."""
-    try:
-        dataset = load_results_dir(results_dir)
-    except ReportInputError as error:
-        raise TableError(str(error)) from None
-    wanted = filters or {}
     rows = [[c.model, c.quant, str(c.batch_size), c.regime, textwrap.shorten(c.error, 110, placeholder=" ...")]
-            for c in dataset.configs
-            if c.status == "unavailable" and all(c.row.get(k) == v for k, v in wanted.items())]
+            for c in _dataset(results_dir, filters).configs if c.status == "unavailable"]
     return markdown(["model", "config", "BS", "regime", "why"], rows)
 
 
