@@ -4,19 +4,24 @@
 #   CUDA_VISIBLE_DEVICES=1 bash benchmarks/gpu_final.sh validate &   # parts on another GPU at once
 # Needs the bitsandbytes wheel in .whl/ (and zeus/codecarbon wheels in .whl-peers/ for `peers`).
 # Each part writes under $OUT/<part>/ and packs it into $OUT/<part>.tgz when done (so a run cut
-# short still returns what finished); the benchmark's results go to $OUT/dataset/, shared by
-# every process (the bench locks its files), packed by `pack dataset`.
+# short still returns what finished); the benchmark's results go to $DATASET (default
+# /tmp/dataset, outside $OUT so that a later call on the same machine resumes it), shared by
+# every process (the bench locks its files), packed into $OUT/dataset.tgz by `packall`.
+# DEVICE=cuda:N runs the bench parts on that GPU without CUDA_VISIBLE_DEVICES.
 # Parts:
 #   checks    ecomeasure.info and the NVML call costs (benchmarks/nvml_probe.py)
 #   regimes   Mistral-7B, fp16 nf4 int8 int8_pure, eager and graph, batch 1 (and 8 for fp16, int8_pure)
+#   regraph   the same, graph regime only
 #   compiled  Mistral-7B fp16, the compiled regime, batch 1 and 8
+#   speed     Mistral-7B fp16 decode step, graph vs compiled: time and kernels (benchmarks/decode_speed.py)
 #   overhead  the meter's cost on graph-regime throughput (benchmarks/meter_overhead.py)
 #   validate  python -m ecomeasure.validate (its saved run)
 #   peers     benchmarks/peers.py (Zeus, CodeCarbon beside ecomeasure)
 #   dataset   MODELS="tinyllama qwen2-1.5b": fp16 nf4 int8 int8_pure, eager and graph, batch 1
 #   batches   MODELS="qwen2-1.5b": fp16 int8_pure at batch sizes 4 and 8, eager and graph
 #   concurrency  eager alone vs beside a busy rank, pinned and not (benchmarks/concurrency.sh)
-#   scaling   one small sweep on 1 GPU, then on 2 GPUs with torchrun; wall times
+#   scaling   the small models' graph rows (batch 1; 4 and 8 for qwen2-1.5b) on 1 GPU, then the
+#             same sweep on 2 GPUs with torchrun; wall times, and a check that both measured alike
 #   build     only installs (also done before any other part)
 #   packall   packs every folder left under $OUT (dataset/ once all writers are done)
 set -uo pipefail
@@ -34,8 +39,9 @@ fi
 export PYTHONPATH=$site
 cd /tmp   # import the installed package, not the source tree
 # The protocol of every benchmark row (the seed's 256 x 10 shortened to fit the GPU time).
+DATASET=${DATASET:-/tmp/dataset}
 PROTO=(--new-tokens 64 --warmup 2 --warmup-tokens 32 --iterations 5 --idle-seconds 5
-       --weights-dir /tmp/weights --out "$OUT/dataset")
+       --weights-dir /tmp/weights --out "$DATASET" ${DEVICE:+--device "$DEVICE"})
 
 pack() {  # pack DIR: $OUT/DIR -> $OUT/DIR.tgz
   [ -d "$OUT/$1" ] && tar -czf "$OUT/$1.tgz" -C "$OUT" "$1" && rm -rf "${OUT:?}/$1"
@@ -53,6 +59,15 @@ checks() {
 regimes() {
   bench --model mistral --quant fp16 int8_pure --batch-size 1 8 --regime eager graph "${PROTO[@]}"
   bench --model mistral --quant nf4 int8 --batch-size 1 --regime eager graph "${PROTO[@]}"
+}
+regraph() {
+  bench --model mistral --quant fp16 int8_pure --batch-size 1 8 --regime graph "${PROTO[@]}"
+  bench --model mistral --quant nf4 int8 --batch-size 1 --regime graph "${PROTO[@]}"
+}
+speed() {
+  python3 "$repo/benchmarks/decode_speed.py" --model mistral --variants graph compiled --weights-dir /tmp/weights \
+    ${DEVICE:+--device "$DEVICE"} --out "$OUT/speed" | tee "$OUT/speed.log"
+  mv "$OUT/speed.log" "$OUT/speed/" && pack speed
 }
 compiled() {
   bench --model mistral --quant fp16 --batch-size 1 8 --regime compiled "${PROTO[@]}"
@@ -86,27 +101,43 @@ concurrency() {
 }
 scaling() {
   mkdir -p "$OUT/scaling"
-  local sweep=(--model tinyllama qwen2-1.5b --quant fp16 bf16 --batch-size 1 4 --regime graph --new-tokens 64
-               --warmup 1 --warmup-tokens 32 --iterations 3 --idle-seconds 2 --weights-dir /tmp/weights)
-  CUDA_VISIBLE_DEVICES=0 bench --model tinyllama qwen2-1.5b --new-tokens 1 --warmup 0 --iterations 1 \
-    --idle-seconds 0 --regime eager --weights-dir /tmp/weights --out "$OUT/scaling/prepare" > /dev/null 2>&1
-  local t0 t1 t2
+  # Graph rows: the GPU-bound regime, whose figures do not depend on a neighbour's host load.
+  local models=(--model tinyllama qwen2-1.5b qwen2.5-3b) quants=(--quant fp16 nf4 int8 int8_pure)
+  local proto=("${PROTO[@]:0:10}" --weights-dir /tmp/weights --regime graph)
+  CUDA_VISIBLE_DEVICES=0 bench "${models[@]}" --new-tokens 1 --warmup 0 --iterations 1 --idle-seconds 0 \
+    --regime eager --weights-dir /tmp/weights --out "$OUT/scaling/prepare" > /dev/null 2>&1
+  run_sweep() {  # run_sweep LAUNCHER... : the sweep's two commands, into $dir
+    "$@" "${models[@]}" "${quants[@]}" --batch-size 1 "${proto[@]}" --out "$dir" && \
+    "$@" --model qwen2-1.5b --quant fp16 int8_pure --batch-size 4 8 "${proto[@]}" --out "$dir"
+  }
+  local t0 t1 t2 dir
   t0=$(date +%s.%3N)
-  CUDA_VISIBLE_DEVICES=0 bench "${sweep[@]}" --out "$OUT/scaling/one-gpu" > "$OUT/scaling/one-gpu.log" 2>&1
+  dir="$OUT/scaling/one-gpu"; CUDA_VISIBLE_DEVICES=0 run_sweep python3 -m ecomeasure.bench \
+    > "$OUT/scaling/one-gpu.log" 2>&1
   t1=$(date +%s.%3N)
-  python3 -m torch.distributed.run --standalone --nproc-per-node 2 -m ecomeasure.bench "${sweep[@]}" \
-    --out "$OUT/scaling/two-gpus" > "$OUT/scaling/two-gpus.log" 2>&1
+  dir="$OUT/scaling/two-gpus"; run_sweep python3 -m torch.distributed.run --standalone --nproc-per-node 2 \
+    -m ecomeasure.bench > "$OUT/scaling/two-gpus.log" 2>&1
   t2=$(date +%s.%3N)
-  python3 -c "import sys; t0, t1, t2 = map(float, sys.argv[1:]); one, two = t1 - t0, t2 - t1; \
-print(f'1 GPU: {one:.1f} s; 2 GPUs (torchrun): {two:.1f} s; 2-GPU / 1-GPU wall time {two / one:.2f}')" \
-    "$t0" "$t1" "$t2" | tee "$OUT/scaling/scaling.txt"
+  python3 - "$t0" "$t1" "$t2" "$OUT/scaling" <<'PY' | tee "$OUT/scaling/scaling.txt"
+import csv, sys
+t0, t1, t2 = map(float, sys.argv[1:4])
+one, two = t1 - t0, t2 - t1
+def statuses(name):
+    with open(f"{sys.argv[4]}/{name}/results.csv") as f:
+        return sorted((r["model"], r["quant"], r["batch_size"], r["status"]) for r in csv.DictReader(f))
+same = statuses("one-gpu") == statuses("two-gpus")
+ok = sum(s[-1] == "ok" for s in statuses("one-gpu"))
+print(f"1 GPU: {one:.1f} s; 2 GPUs (torchrun): {two:.1f} s; 2-GPU / 1-GPU wall time {two / one:.2f}; "
+      f"{ok} ok rows; both runs measured the same configurations with the same status: {same}")
+PY
   rm -rf "$OUT/scaling/prepare"
   pack scaling
 }
 build() { :; }
-packall() {  # every folder left under $OUT (the benchmark's rows once all writers are done;
-            # a part cut short by a timeout)
+packall() {  # every folder left under $OUT (a part cut short by a timeout), and the
+            # benchmark's rows once all writers are done
   for d in "$OUT"/*/; do [ -d "$d" ] && pack "$(basename "$d")"; done
+  [ -d "$DATASET" ] && tar -czf "$OUT/dataset.tgz" -C "$(dirname "$DATASET")" "$(basename "$DATASET")"
 }
 
 for part in "$@"; do

@@ -16,9 +16,10 @@ token) and decode (the remaining tokens); both are windows on the meter's clock.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .meter import Mark
 from .models import PROMPT, ModelSpec
@@ -173,6 +174,13 @@ REGIMES: tuple[str, ...] = ("eager", "graph", "compiled")
 (``StaticDecoder`` without and with ``torch.compile``)."""
 
 
+COMPILE_OPTIONS: dict[str, Any] = {"max_autotune": True, "coordinate_descent_tuning": True}
+"""Inductor options of the ``compiled`` regime (``torch.compile(..., options=...)``): each
+matmul shape takes the fastest of cuBLAS and inductor's own kernels, measured at compile
+time, and generated kernels tune their block sizes. Inductor's own CUDA graphs stay off (the
+decoder captures the step itself)."""
+
+
 class GraphUnavailableError(RuntimeError):
     """The decode step of this model cannot be compiled or captured in a CUDA graph (or its
     replay does not reproduce the uncaptured step); the message says why."""
@@ -201,15 +209,15 @@ class StaticDecoder:
     """
 
     def __init__(self, model: Any, prompt: Prompt, max_new_tokens: int, *, capture: bool = True,
-                 compile: bool = False) -> None:
+                 compile: bool = False, compile_options: dict[str, Any] | None = None) -> None:
         import torch
-        from transformers import StaticCache
 
         self.model, self.prompt = model, prompt
         self.max_new_tokens = max_new_tokens
         device = prompt.input_ids.device
+        self.device = device
         batch = prompt.batch_size
-        self.cache = StaticCache(config=model.config, max_cache_len=prompt.prompt_tokens + max_new_tokens)
+        self.cache = static_cache(model.config, prompt.prompt_tokens + max_new_tokens)
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); pass whichever it takes.
         self._cache_argument = ("cache" if "cache" in inspect.signature(model.forward).parameters
                                 else "past_key_values")
@@ -221,10 +229,17 @@ class StaticDecoder:
         self._out = torch.zeros((batch, max_new_tokens), dtype=torch.long, device=device)
         self._first_column = prompt.prompt_tokens - 1  # position of the token that made out[:, 0]
         self.graph: Any = None
-        self._forward = torch.compile(model.forward, dynamic=False) if compile else model.forward
+        self.prefill_graph: Any = None
+        self.notes: list[str] = []
+        """What a row measured with this decoder should say (the prefill left uncaptured)."""
+        options = COMPILE_OPTIONS if compile_options is None else compile_options
+        self._forward = torch.compile(model.forward, dynamic=False, options=options) if compile else model.forward
         self.compiled = compile
         if capture:
-            self._capture()
+            # Streams, graphs and the libraries' handles belong to the current device: make it
+            # the model's (a rank generating on cuda:1 while cuda:0 is current cannot capture).
+            with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+                self._capture()
 
     # the computation --------------------------------------------------------------------
     def _pick(self, logits: Any) -> Any:
@@ -258,7 +273,8 @@ class StaticDecoder:
     # capture ------------------------------------------------------------------------------
     def _capture(self) -> None:
         """Warm the step up on a side stream (lazy initialisations, library handles), capture
-        it, then check that replays give the same tokens as the uncaptured step."""
+        the prefill and the step, then check that replays give the same tokens as the
+        uncaptured computation. A prefill that cannot be captured runs uncaptured (noted)."""
         import torch
 
         steps = min(self.max_new_tokens, 8) - 1
@@ -276,32 +292,38 @@ class StaticDecoder:
             what = "compiling the step failed" if self.compiled else "warming up for capture failed"
             raise GraphUnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from None
         try:
+            prefill_graph = _captured(self._prefill)
+        except Exception as exc:  # noqa: BLE001 - the prefill's host work is then measured too
+            prefill_graph = None
+            self.notes.append(f"prefill uncaptured: {type(exc).__name__}: {_short(exc)}")
+        try:
             with torch.inference_mode():
                 self._prefill()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self._step()
-                torch.cuda.synchronize()
+            graph = _captured(self._step)
         except Exception as exc:  # noqa: BLE001 - any failure to capture is the reason recorded
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()  # let queued work finish before the reason is recorded
             raise GraphUnavailableError(f"capture failed: {type(exc).__name__}: {_short(exc)}") from None
-        self.graph = graph
-        # A replay must reproduce the uncaptured step (a kernel reading host state, or one
-        # that allocates, would be captured with stale values and replay wrong tokens).
+        # Replays must reproduce the uncaptured computation (a kernel reading host state, or
+        # one that allocates, would be captured with stale values and replay wrong tokens).
         with torch.inference_mode():
-            self.graph, uncaptured = None, self._decode_ids(steps)
-            self.graph, captured = graph, self._decode_ids(steps)
+            uncaptured = self._decode_ids(steps)
+            self.graph, self.prefill_graph = graph, prefill_graph
+            captured = self._decode_ids(steps)
         if not torch.equal(uncaptured, captured):
             differs = int((uncaptured != captured).any(dim=0).nonzero()[0])
-            self.graph = None
+            self.graph = self.prefill_graph = None
             raise GraphUnavailableError(f"replays differ from the uncaptured step at token {differs}")
 
     def _decode_ids(self, steps: int) -> Any:
-        self._prefill()
+        self._start()
         for _ in range(steps):
             self._advance()
         return self._out[:, :steps + 1].clone().cpu()
+
+    def _start(self) -> None:
+        if self.prefill_graph is not None:
+            self.prefill_graph.replay()
+        else:
+            self._prefill()
 
     def _advance(self) -> None:
         if self.graph is not None:
@@ -320,12 +342,53 @@ class StaticDecoder:
             raise ValueError(f"new_tokens must be 1..{self.max_new_tokens}, not {new_tokens}")
         with torch.inference_mode():
             begin = Mark(stream)
-            self._prefill()
+            self._start()
             first = Mark(stream)
             for _ in range(new_tokens - 1):
                 self._advance()
             end = Mark(stream)
         return Timing(begin, first, end, new_tokens * self.prompt.batch_size, self._out[:, :new_tokens])
+
+
+def _captured(work: Callable[[], None]) -> Any:
+    """``work`` captured in a CUDA graph (its own memory pool) on the current device."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                work()
+            torch.cuda.synchronize()
+    except Exception:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # let queued work finish before the reason is recorded
+        raise
+    return graph
+
+
+def static_cache(config: Any, length: int) -> Any:
+    """A static KV cache of ``length`` positions for ``config``'s model.
+
+    Where every sliding window is at least ``length`` long, no position ever leaves a window,
+    so the sliding layers are made plain static layers: the same attention, without the
+    position counter that transformers' sliding static layer keeps in a host int (a CUDA
+    graph would replay that counter's value at capture)."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=config, max_cache_len=length)
+    windows = {getattr(c, "sliding_window", None) for c in _text_configs(config)} - {None}
+    if windows and min(windows) >= length:
+        from transformers.cache_utils import StaticLayer
+
+        cache.layers = [StaticLayer(max_cache_len=length) if getattr(layer, "is_sliding", False) else layer
+                        for layer in cache.layers]
+    return cache
+
+
+def _text_configs(config: Any) -> list[Any]:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return [text, *(getattr(text, "per_layer_config", None) or [])]
 
 
 def _short(exc: BaseException) -> str:

@@ -277,3 +277,30 @@ def test_sigterm_while_writing_waits_for_the_files():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert written == ["the configuration's files"]
+
+
+def test_what_the_decoder_notes_reaches_the_row(bench, monkeypatch):
+    # A decoder that could not capture its prefill says so; the graph row must carry it.
+    real = ecomeasure.generation.StaticDecoder
+
+    def noting(*args, **kwargs):
+        decoder = real(*args, **kwargs)
+        decoder.notes.append("prefill uncaptured: RuntimeError: no")
+        return decoder
+    monkeypatch.setattr(ecomeasure.generation, "StaticDecoder", noting)
+    assert bench("--regime", "graph") == 0
+    _, rows = read_csv(bench.out / "results.csv")
+    assert rows[0]["status"] == "ok" and "prefill uncaptured: RuntimeError: no" in rows[0]["notes"]
+
+
+def test_the_generating_gpu_becomes_the_current_device(monkeypatch):
+    # A torchrun rank on cuda:1 with cuda:0 current could not capture a CUDA graph (its side
+    # stream and capture would be on cuda:0): the device it generates on is made current.
+    from ecomeasure.bench import environment
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert environment.resolve_device("cuda:1") == "cuda:1" and current == [1]
+    assert environment.resolve_device("cuda") == "cuda:0" and current == [1, 0]

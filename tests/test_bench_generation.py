@@ -194,3 +194,32 @@ def test_forced_length_decoding_never_picks_eos(checkpoint):
     ids = generation.StaticDecoder(model, prompt, 8, capture=False).generate(8).token_ids
     assert banned[0] not in ids.flatten().tolist()
     assert generation.generate(model, prompt, 8).token_ids.tolist() == ids.tolist()
+
+
+def tiny_phi3(sliding_window: int):
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    config = Phi3Config(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                        sliding_window=sliding_window, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    return Phi3ForCausalLM(config).eval()
+
+
+def test_a_sliding_window_longer_than_the_cache_becomes_plain_static_layers():
+    # phi3-mini's window (2047) is longer than any run's cache: its sliding layers keep their
+    # length in a host int, which a CUDA graph would freeze, so plain static layers replace them.
+    model = tiny_phi3(sliding_window=32)
+    long_enough = generation.static_cache(model.config, 32)
+    assert long_enough.is_sliding == [False, False]
+    too_short = generation.static_cache(model.config, 33)  # positions would leave the window
+    assert too_short.is_sliding == [True, True]
+
+
+def test_the_static_decoder_of_a_sliding_window_model_generates_what_generate_does():
+    model = tiny_phi3(sliding_window=32)
+    prompt = generation.build_prompt(model, None, None, batch_size=2)
+    eager = generation.generate(model, prompt, 12).token_ids
+    decoder = generation.StaticDecoder(model, prompt, 12, capture=False)
+    assert decoder.cache.is_sliding == [False, False]
+    assert decoder.generate(12).token_ids.tolist() == eager.tolist()

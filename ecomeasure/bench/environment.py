@@ -38,6 +38,9 @@ def resolve_device(requested: str | None) -> str:
     index = torch.cuda.current_device() if name == "cuda" else int(name.partition(":")[2] or 0)
     if not 0 <= index < torch.cuda.device_count():
         raise SetupError(f"there is no {name}: PyTorch sees {torch.cuda.device_count()} GPU(s)")
+    # The generating GPU becomes the current one: CUDA-graph capture, side streams and
+    # bitsandbytes' kernels use the current device, whatever device the model is on.
+    torch.cuda.set_device(index)
     return f"cuda:{index}"
 
 

@@ -243,9 +243,10 @@ class Sweep:
         try:
             prompt = generation.build_prompt(loaded.model, loaded.tokenizer, loaded.weights.spec,
                                              batch_size, seed=self.options.seed)
-            generate = self._generator(regime, loaded.model, prompt)
+            generate, notes = self._generator(regime, loaded.model, prompt)
             run = run_configuration(generate, self.options.protocol, self.hardware.energy,
                                     synchronize=self._synchronize(), step=step)
+            run.notes.extend(notes)
         except KeyboardInterrupt:
             raise
         except generation.GraphUnavailableError as exc:
@@ -267,17 +268,18 @@ class Sweep:
         run.token_ids = None
         self._free()  # a graph's memory pool and static cache go with its decoder
 
-    def _generator(self, regime: str, model: Any, prompt: generation.Prompt) -> Callable[[int], generation.Timing]:
-        """``generate(new_tokens) -> Timing`` in the regime; the graph is captured here, before
-        the meters start."""
+    def _generator(self, regime: str, model: Any, prompt: generation.Prompt
+                   ) -> tuple[Callable[[int], generation.Timing], list[str]]:
+        """``generate(new_tokens) -> Timing`` in the regime, and what its rows should note; the
+        graph is captured here, before the meters start."""
         stream = self._stream()
         if regime == "eager":
-            return lambda n: generation.generate(model, prompt, n, stream)
+            return (lambda n: generation.generate(model, prompt, n, stream)), []
         protocol = self.options.protocol
         tokens = max(protocol.new_tokens, protocol.warmup_tokens if protocol.warmup else 1)
         decoder = generation.StaticDecoder(model, prompt, tokens, capture=self.hardware.device != "cpu",
                                            compile=regime == "compiled")
-        return lambda n: decoder.generate(n, stream)
+        return (lambda n: decoder.generate(n, stream)), decoder.notes
 
     def _check_tokens(self, model: str, quant: str, batch_size: int, regime: str, run: ConfigRun) -> None:
         """Both regimes must generate the same tokens from the same weights: the graph's are

@@ -1,0 +1,91 @@
+"""benchmarks/merge_results.py: a dataset grown over several GPU calls keeps one row per
+configuration, the newest measured one, with its iterations and traces."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("merge_results", ROOT / "benchmarks" / "merge_results.py")
+merge_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(merge_results)
+
+COLUMNS = ["gpu_name", "model", "quant", "batch_size", "new_tokens", "device", "regime", "status",
+           "throughput_tok_s_mean", "traces"]
+IT_COLUMNS = ["model", "quant", "batch_size", "regime", "iteration", "duration_s"]
+
+
+def make_dir(root: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
+    """rows: (model, quant, regime, status, tok/s); two iterations and a trace per ok row."""
+    root.mkdir()
+    (root / "traces").mkdir()
+    results, iterations = [], []
+    for model, quant, regime, status, tok_s in rows:
+        stem = f"traces/{model}_{quant}_bs1_{regime}"
+        results.append(dict(zip(COLUMNS, ["H200", model, quant, "1", "64", "cuda", regime, status, tok_s,
+                                          f"{stem}.npz" if status == "ok" else ""])))
+        if status == "ok":
+            (root / f"{stem}.npz").write_text(tok_s)
+            (root / f"{stem}_reference.csv").write_text(tok_s)
+            iterations += [dict(zip(IT_COLUMNS, [model, quant, "1", regime, str(k), tok_s])) for k in range(2)]
+    for name, cols, data in (("results.csv", COLUMNS, results), ("iterations.csv", IT_COLUMNS, iterations)):
+        with (root / name).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=cols)
+            writer.writeheader()
+            writer.writerows(data)
+    (root / f"run-{root.name}.json").write_text("{}")
+    return root
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_new_rows_replace_old_ones_and_add_the_rest(tmp_path):
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "eager", "ok", "10"), ("a", "fp16", "graph", "ok", "100"),
+                                      ("b", "nf4", "graph", "unavailable", "")])
+    src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120"), ("b", "nf4", "graph", "ok", "90"),
+                                      ("c", "int8", "eager", "failed", ""), ("c", "fp16", "eager", "ok", "7")])
+    added, replaced = merge_results.merge(src, dst)
+    assert [k[1:3] + k[-1:] for k in replaced] == [("a", "fp16", "graph"), ("b", "nf4", "graph")]
+    assert [k[1:3] + k[-1:] for k in added] == [("c", "fp16", "eager")]
+    rows = {(r["model"], r["quant"], r["regime"]): r for r in read(dst / "results.csv")}
+    assert len(rows) == 4 and ("c", "int8", "eager") not in rows  # a failure is not merged
+    assert rows[("a", "fp16", "graph")]["throughput_tok_s_mean"] == "120"
+    assert rows[("a", "fp16", "eager")]["throughput_tok_s_mean"] == "10"  # untouched
+    assert rows[("b", "nf4", "graph")]["status"] == "ok"
+    its = read(dst / "iterations.csv")
+    assert sorted((r["model"], r["regime"], r["duration_s"]) for r in its) == sorted(
+        [("a", "eager", "10")] * 2 + [("a", "graph", "120")] * 2 + [("b", "graph", "90")] * 2
+        + [("c", "eager", "7")] * 2)
+    assert (dst / "traces" / "a_fp16_bs1_graph.npz").read_text() == "120"
+    assert (dst / "traces" / "a_fp16_bs1_graph_reference.csv").read_text() == "120"
+    assert (dst / "traces" / "c_fp16_bs1_eager.npz").exists() and (dst / "run-src.json").exists()
+
+
+def test_a_replaced_rows_traces_under_another_name_are_removed(tmp_path):
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100")])
+    old = dst / "traces" / "a_fp16_bs1_graph.npz"
+    renamed = old.with_name("a_fp16_bs1_graph-2.npz")
+    old.rename(renamed)
+    (dst / "traces" / "a_fp16_bs1_graph_reference.csv").rename(dst / "traces" / "a_fp16_bs1_graph-2_reference.csv")
+    rows = read(dst / "results.csv")
+    rows[0]["traces"] = "traces/a_fp16_bs1_graph-2.npz"
+    merge_results.write(dst / "results.csv", COLUMNS, rows)
+    src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120")])
+    merge_results.merge(src, dst)
+    assert sorted(p.name for p in (dst / "traces").iterdir()) == ["a_fp16_bs1_graph.npz",
+                                                                  "a_fp16_bs1_graph_reference.csv"]
+
+
+def test_different_columns_are_refused(tmp_path):
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100")])
+    src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120")])
+    rows = read(src / "results.csv")
+    merge_results.write(src / "results.csv", COLUMNS[:-1], [{k: r[k] for k in COLUMNS[:-1]} for r in rows])
+    with pytest.raises(SystemExit, match="different columns"):
+        merge_results.merge(src, dst)
