@@ -272,22 +272,15 @@ class StaticDecoder:
 
     # capture ------------------------------------------------------------------------------
     def _capture(self) -> None:
-        """Warm the step up on a side stream (lazy initialisations, library handles), capture
-        the prefill and the step, then check that replays give the same tokens as the
-        uncaptured computation. A prefill that cannot be captured runs uncaptured (noted)."""
+        """Warm up, capture the prefill and the step, then check that replays give the same
+        tokens as the uncaptured computation. A prefill that cannot be captured, or whose
+        replay changes the tokens, runs uncaptured (noted); a step that cannot is the
+        regime's reason to be unavailable."""
         import torch
 
         steps = min(self.max_new_tokens, 8) - 1
         try:
-            with torch.inference_mode():
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    self._prefill()
-                    for _ in range(3):
-                        self._step()
-                torch.cuda.current_stream().wait_stream(side)
-                torch.cuda.synchronize()
+            self._warm_up()
         except Exception as exc:  # noqa: BLE001 - the reason is recorded
             what = "compiling the step failed" if self.compiled else "warming up for capture failed"
             raise GraphUnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from None
@@ -308,10 +301,30 @@ class StaticDecoder:
             uncaptured = self._decode_ids(steps)
             self.graph, self.prefill_graph = graph, prefill_graph
             captured = self._decode_ids(steps)
+            if prefill_graph is not None and not torch.equal(uncaptured, captured):
+                self.prefill_graph = None  # the step alone, as the uncaptured prefill leaves it
+                self.notes.append("prefill uncaptured: with it captured, replays differed from the "
+                                  f"uncaptured computation at token {_first_difference(uncaptured, captured)}")
+                captured = self._decode_ids(steps)
         if not torch.equal(uncaptured, captured):
-            differs = int((uncaptured != captured).any(dim=0).nonzero()[0])
             self.graph = self.prefill_graph = None
-            raise GraphUnavailableError(f"replays differ from the uncaptured step at token {differs}")
+            raise GraphUnavailableError("replays differ from the uncaptured step at token "
+                                        f"{_first_difference(uncaptured, captured)}")
+
+    def _warm_up(self) -> None:
+        """The prefill and a few steps on a side stream (lazy initialisations, library handles,
+        compilation), as capture requires."""
+        import torch
+
+        with torch.inference_mode():
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._prefill()
+                for _ in range(3):
+                    self._step()
+            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.synchronize()
 
     def _decode_ids(self, steps: int) -> Any:
         self._start()
@@ -348,6 +361,11 @@ class StaticDecoder:
                 self._advance()
             end = Mark(stream)
         return Timing(begin, first, end, new_tokens * self.prompt.batch_size, self._out[:, :new_tokens])
+
+
+def _first_difference(a: Any, b: Any) -> int:
+    """The first token column in which two ``[batch, tokens]`` id tensors differ."""
+    return int((a != b).any(dim=0).nonzero()[0])
 
 
 def _captured(work: Callable[[], None]) -> Any:

@@ -223,3 +223,55 @@ def test_the_static_decoder_of_a_sliding_window_model_generates_what_generate_do
     decoder = generation.StaticDecoder(model, prompt, 12, capture=False)
     assert decoder.cache.is_sliding == [False, False]
     assert decoder.generate(12).token_ids.tolist() == eager.tolist()
+
+
+class ReplayOf:
+    """A stand-in for a captured CUDA graph (the CPU has none): replay runs the work, then
+    ``after`` (a replay that goes wrong)."""
+
+    def __init__(self, work, after=None):
+        self.work, self.after = work, after
+
+    def replay(self):
+        self.work()
+        if self.after is not None:
+            self.after()
+
+
+def capture_with(monkeypatch, wrong_prefill: bool, wrong_step: bool):
+    """Capture on the CPU: warm-up runs plainly, and the prefill's or the step's replay can
+    be made to pick another token than the uncaptured computation."""
+    decoders = []
+
+    def captured(work):
+        decoder = work.__self__
+        decoders.append(decoder)
+        wrong = wrong_prefill if work.__name__ == "_prefill" else wrong_step
+        return ReplayOf(work, (lambda: decoder._token.add_(1)) if wrong else None)
+    monkeypatch.setattr(generation, "_captured", captured)
+    monkeypatch.setattr(generation.StaticDecoder, "_warm_up", lambda self: None)
+
+
+def test_a_prefill_whose_replay_changes_the_tokens_runs_uncaptured(model, monkeypatch):
+    capture_with(monkeypatch, wrong_prefill=True, wrong_step=False)
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
+    eager = generation.generate(model, prompt, 10).token_ids
+    decoder = generation.StaticDecoder(model, prompt, 10, capture=True)
+    assert decoder.graph is not None and decoder.prefill_graph is None
+    assert decoder.notes == ["prefill uncaptured: with it captured, replays differed from the uncaptured "
+                             "computation at token 1"]
+    assert decoder.generate(10).token_ids.tolist() == eager.tolist()
+
+
+def test_both_captured_when_replays_agree(model, monkeypatch):
+    capture_with(monkeypatch, wrong_prefill=False, wrong_step=False)
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
+    decoder = generation.StaticDecoder(model, prompt, 10, capture=True)
+    assert decoder.graph is not None and decoder.prefill_graph is not None and decoder.notes == []
+
+
+def test_a_step_whose_replay_changes_the_tokens_makes_the_regime_unavailable(model, monkeypatch):
+    capture_with(monkeypatch, wrong_prefill=False, wrong_step=True)
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
+    with pytest.raises(generation.GraphUnavailableError, match="replays differ from the uncaptured step at token 2"):
+        generation.StaticDecoder(model, prompt, 10, capture=True)

@@ -1,0 +1,89 @@
+"""Does capturing the prefill in a CUDA graph change its numbers, and does the attention
+backend explain it?
+
+For one model and quantization, under each scaled-dot-product-attention backend (the
+default choice, then each backend forced), builds the graph regime's decoder, runs the
+prefill uncaptured and captured, and compares the KV cache they leave (largest absolute
+difference) and the greedy tokens that follow (uncaptured steps after each prefill), and
+both with ``model.generate``'s tokens.
+
+    python benchmarks/prefill_numerics.py --model phi3-mini --quant fp16 --out DIR
+
+Writes DIR/prefill_numerics-<model>-<quant>.json and prints one line per backend.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def first_difference(a: Any, b: Any) -> int | None:
+    differs = (a != b).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else None
+
+
+def kv(decoder: Any) -> list[Any]:
+    return [t.clone() for layer in decoder.cache.layers for t in (layer.keys, layer.values)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="phi3-mini")
+    p.add_argument("--quant", default="fp16")
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--device", default="cuda:0")
+    p.add_argument("--weights-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ecomeasure import generation, weights
+    from ecomeasure.bench import environment
+
+    device = environment.resolve_device(args.device)
+    resolved = weights.resolve(args.model, weights_dir=args.weights_dir, device=device, mode="auto")
+    model = weights.load_model(resolved, args.quant, device)
+    prompt = generation.build_prompt(model, weights.load_tokenizer(resolved), resolved.spec, 1)
+    eager = generation.generate(model, prompt, args.new_tokens).token_ids.cpu()
+    backends = {"default": None, "math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+    result: dict[str, Any] = {"model": args.model, "quant": args.quant, "torch": torch.__version__,
+                              "new_tokens": args.new_tokens, "backends": {}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, backend in backends.items():
+        entry: dict[str, Any] = {}
+        try:
+            with sdpa_kernel(backend) if backend is not None else contextlib.nullcontext():
+                decoder = generation.StaticDecoder(model, prompt, args.new_tokens, capture=False)
+                decoder._warm_up()
+                with torch.inference_mode():
+                    steps = args.new_tokens - 1
+                    uncaptured = decoder._decode_ids(steps)
+                    decoder._prefill()
+                    kv_uncaptured = kv(decoder)
+                    decoder.prefill_graph = generation._captured(decoder._prefill)
+                    decoder.prefill_graph.replay()
+                    torch.cuda.synchronize()
+                    kv_captured = kv(decoder)
+                    captured_prefill = decoder._decode_ids(steps)
+            entry["kv_max_abs_diff"] = max(float((a.float() - b.float()).abs().max())
+                                           for a, b in zip(kv_uncaptured, kv_captured))
+            entry["captured_prefill_vs_uncaptured_from_token"] = first_difference(uncaptured, captured_prefill)
+            entry["uncaptured_vs_eager_from_token"] = first_difference(uncaptured, eager)
+            entry["captured_prefill_vs_eager_from_token"] = first_difference(captured_prefill, eager)
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot run here is a finding
+            entry["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        result["backends"][name] = entry
+        print(f"{args.model} {args.quant} sdpa={name}: {entry}", flush=True)
+    (args.out / f"prefill_numerics-{args.model}-{args.quant}.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
