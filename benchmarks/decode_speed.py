@@ -32,11 +32,15 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 
 
 def kernel_kind(name: str) -> str:
+    """matmul (cuBLAS, including Hopper's ``nvjet_*`` kernels and split-K reductions, and
+    bitsandbytes' kernels), attention, triton (inductor's fused kernels) or other."""
     lowered = name.lower()
-    if any(k in lowered for k in ("gemv", "gemm", "cutlass", "sm90_xmma", "cublas", "splitk", "matmul")):
-        return "matmul"
-    if any(k in lowered for k in ("flash", "fmha", "attention", "efficient")):
+    if any(k in lowered for k in ("sdpa", "flash", "fmha", "attention", "efficient")) and \
+            not lowered.startswith("triton"):
         return "attention"
+    if any(k in lowered for k in ("nvjet", "gemv", "gemm", "cutlass", "xmma", "cublas", "splitk", "matmul",
+                                  "kgemm", "kdequantize", "int8")):
+        return "matmul"
     if lowered.startswith("triton"):
         return "triton (fused)"
     return "other"

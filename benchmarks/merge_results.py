@@ -1,12 +1,13 @@
 """Merge the rows of one benchmark results directory into another (a dataset that grows over
 several GPU calls).
 
-    python benchmarks/merge_results.py SRC --into DST
+    python benchmarks/merge_results.py SRC --into DST [--where model=mistral --where regime=graph]
 
 Every measured (``ok``) or ``unavailable`` row of SRC replaces the row of DST with the same
 configuration (GPU, model, quant, batch size, new tokens, device, regime), with its
 iterations; SRC's traces and run files are copied beside them. ``failed`` rows are not
-merged (a failure must not hide a measurement). Both directories must have the same columns.
+merged (a failure must not hide a measurement); ``--where column=value`` merges only the rows
+that match (all of them). Both directories must have the same columns.
 Prints what was added and what was replaced.
 """
 from __future__ import annotations
@@ -45,8 +46,10 @@ def trace_files(root: Path, row: dict[str, str]) -> list[Path]:
     return [path for path in (npz, npz.with_name(npz.stem + "_reference.csv")) if path.exists()]
 
 
-def merge(src: Path, dst: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
-    """Merges ``src`` into ``dst``; returns (added, replaced) configuration keys."""
+def merge(src: Path, dst: Path, where: dict[str, str] | None = None
+          ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """Merges ``src``'s rows (those matching ``where``) into ``dst``; returns (added,
+    replaced) configuration keys."""
     src_cols, src_rows = read(src / "results.csv")
     dst_cols, dst_rows = read(dst / "results.csv")
     if src_cols != dst_cols:
@@ -55,7 +58,8 @@ def merge(src: Path, dst: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, 
     dst_it_cols, dst_its = read(dst / "iterations.csv")
     if src_its and src_it_cols != dst_it_cols:
         raise SystemExit(f"{src}/iterations.csv and {dst}/iterations.csv have different columns")
-    incoming = [r for r in src_rows if r["status"] in ("ok", "unavailable")]
+    incoming = [r for r in src_rows if r["status"] in ("ok", "unavailable")
+                and all(r.get(k) == v for k, v in (where or {}).items())]
     keys = {tuple(r[k] for k in KEY) for r in incoming}
     iteration_keys = {tuple(r[k] for k in ITERATION_KEY) for r in incoming}
     existing = {tuple(r[k] for k in KEY) for r in dst_rows}
@@ -73,7 +77,7 @@ def merge(src: Path, dst: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, 
             target = dst / trace.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(trace, target)
-    for run_file in src.glob("run-*.json"):
+    for run_file in src.glob("run-*.json") if incoming else ():
         shutil.copy2(run_file, dst / run_file.name)
     ordered = [tuple(r[k] for k in KEY) for r in incoming]
     return [k for k in ordered if k not in existing], [k for k in ordered if k in existing]
@@ -83,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("src", type=Path)
     p.add_argument("--into", type=Path, required=True)
+    p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="merge only rows whose column has this value (repeatable: all must match)")
     args = p.parse_args(argv)
-    added, replaced = merge(args.src, args.into)
+    where = dict(w.split("=", 1) for w in args.where if "=" in w)
+    if len(where) != len(args.where):
+        p.error("--where takes COLUMN=VALUE")
+    added, replaced = merge(args.src, args.into, where)
     for what, keys in (("added", added), ("replaced", replaced)):
         for key in keys:
             print(f"{what}: {' '.join(key[1:])}")

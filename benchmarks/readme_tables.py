@@ -20,9 +20,15 @@ Kinds:
   headline (window, and burst plus its tail) and the seed's 10 Hz method;
 - ``sampler``: the JSON ``benchmarks/sampler_overhead.py --json`` writes;
 - ``peers``: a saved ``benchmarks/peers.py`` run (its windows.csv), as ``--from`` prints it;
-- ``unavailable``: the rows of a results directory that a regime could not run, and why.
+- ``unavailable``: the rows of a results directory that a regime could not run, and why;
+- ``stability``: per regime, how steady a results directory's iterations were: throughput CV,
+  the first iteration's duration over the median's, and the iterations the benchmark's current
+  outlier rule flags (recomputed from iterations.csv, so rows written under an older rule are
+  judged by today's).
 
-``bench`` and ``unavailable`` take filters after the path, ``column=value`` (e.g. ``model=mistral``).
+``bench``, ``unavailable`` and ``stability`` take filters after the path, ``column=value``
+(e.g. ``model=mistral``), ``column>=value`` or ``column<=value`` (text order, e.g.
+``date>=2026-11-30T08:55``).
 
     python benchmarks/readme_tables.py --check   # exit 1, naming each table that differs
     python benchmarks/readme_tables.py --write   # rewrite every marked table
@@ -47,7 +53,7 @@ from ecomeasure.report.tables import markdown, result_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 REGENERATE = "regenerate: `python benchmarks/readme_tables.py --write`"
-BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+)(?P<filters>(?: \w+=\S+)*) -->\n)(?P<body>.*?)"
+BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+)(?P<filters>(?: \w+[<>]?=\S+)*) -->\n)(?P<body>.*?)"
                    r"(?P<end><!-- end: (?P=kind) -->)", re.DOTALL)
 OPENING = re.compile(r"<!-- generated:")
 
@@ -94,7 +100,14 @@ def _dataset(results_dir: Path, filters: dict[str, str] | None):
     except ReportInputError as error:
         raise TableError(str(error)) from None
     wanted = filters or {}
-    dataset.configs = [c for c in dataset.configs if all(c.row.get(k) == v for k, v in wanted.items())]
+
+    def matches(row: dict, key: str, value: str) -> bool:
+        if key.endswith(">"):
+            return row.get(key[:-1], "") >= value
+        if key.endswith("<"):
+            return row.get(key[:-1], "") <= value
+        return row.get(key) == value
+    dataset.configs = [c for c in dataset.configs if all(matches(c.row, k, v) for k, v in wanted.items())]
     return dataset
 
 
@@ -171,10 +184,43 @@ def sampler_table(path: Path) -> str:
     return markdown([""] + [p["phase"] for p in phases], rows)
 
 
+def stability_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
+    """Per regime: configurations, throughput CV (median, max), iteration 0's duration over
+    the median duration (median, range), and configurations with iteration 0 / any iteration
+    flagged by ``ecomeasure.bench.rows.outliers``."""
+    import statistics
+
+    from ecomeasure.bench.rows import outliers
+
+    dataset = _dataset(results_dir, filters)
+    by_regime: dict[str, list] = {}
+    for c in dataset.configs:
+        if c.ok and len(c.iterations) >= 3:
+            by_regime.setdefault(c.regime, []).append(c)
+    rows = []
+    for regime, configs in by_regime.items():
+        cvs = [float(c.row["throughput_cv_pct"]) for c in configs]
+        ratios, first_flagged, any_flagged = [], 0, 0
+        for c in configs:
+            durations = list(c.iteration_values("duration_s"))
+            ratios.append(durations[0] / statistics.median(durations))
+            flags = outliers(list(c.iteration_values("throughput_tok_s")))
+            first_flagged += flags[0]
+            any_flagged += any(flags)
+        rows.append([regime, str(len(configs)), f"{statistics.median(cvs):.2f} ({max(cvs):.2f})",
+                     f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+                     str(first_flagged), str(any_flagged)])
+    if not rows:
+        raise TableError(f"{results_dir} has no configuration with three or more iterations")
+    return markdown(["regime", "configurations", "throughput CV %, median (max)",
+                     "iteration 0 / median duration, median (range)", "iteration 0 an outlier",
+                     "any iteration an outlier"], rows)
+
+
 KINDS: dict[str, Callable[..., str]] = {"bench": bench_table, "unavailable": unavailable_table,
                                         "validation": validation_table, "sampler": sampler_table,
-                                        "peers": peers_table}
-FILTERED = {"bench", "unavailable"}
+                                        "peers": peers_table, "stability": stability_table}
+FILTERED = {"bench", "unavailable", "stability"}
 
 
 def _body(kind: str, path: Path, filters: dict[str, str]) -> str:

@@ -34,6 +34,7 @@ class FixtureConfig:
     gpu_name: str = FIXTURE_GPU
     status: str = "ok"
     noise: float = 0.02  # relative SD of per-iteration energy
+    card: str = "GPU-fixture"  # the gpu_uuid column: which card of the model measured it
 
 
 BYTES_PER_PARAM = {"fp16": 2.0, "bf16": 2.0, "nf4": 0.5, "int8": 1.0, "int8_pure": 1.0}
@@ -118,7 +119,7 @@ def write_results_dir(root: str | Path, configs: list[FixtureConfig], *, iterati
         base = {"date": "2026-01-01T00:00:00+00:00", "status": c.status, "model": c.model,
                 "model_id": f"fixture/{c.model}", "params_b": c.params_b, "weights": "random",
                 "quant": c.quant, "batch_size": c.batch_size, "new_tokens": new_tokens,
-                "iterations": iterations, "gpu_name": c.gpu_name, "gpu_uuid": "GPU-fixture",
+                "iterations": iterations, "gpu_name": c.gpu_name, "gpu_uuid": c.card,
                 "driver": "fixture", "device": "cuda", "ecomeasure_version": "0.1.0"}
         if c.status != "ok":
             results.append({**base, "error": "CUDA out of memory (fixture)"})

@@ -47,6 +47,10 @@ def test_cost_model_follows_its_stated_factors():
     assert shard.regime_factor("eager", 1) == 1.0
     assert shard.regime_factor("graph", 1) == pytest.approx(1 / shard.GRAPH_SPEEDUP_AT_BS1)
     assert shard.regime_factor("graph", 1) < shard.regime_factor("graph", 8) < 1.0
+    # int8 cannot be captured: in the graph regime it ends at the capture, cheaper than anything
+    graph_int8 = shard.expected_cost_s(ConfigKey("mistral", "int8", 1, "graph"), protocol)
+    assert graph_int8 == shard.SETUP_S
+    assert graph_int8 < shard.expected_cost_s(ConfigKey("tinyllama", "fp16", 1, "graph"), protocol)
 
 
 @pytest.mark.parametrize("cpus, ranks", [(list(range(16)), 2), (list(range(16)), 3), ([4, 5, 6, 7], 4), ([0, 1], 4)])

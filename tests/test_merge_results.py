@@ -89,3 +89,13 @@ def test_different_columns_are_refused(tmp_path):
     merge_results.write(src / "results.csv", COLUMNS[:-1], [{k: r[k] for k in COLUMNS[:-1]} for r in rows])
     with pytest.raises(SystemExit, match="different columns"):
         merge_results.merge(src, dst)
+
+
+def test_where_merges_only_the_matching_rows(tmp_path):
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100"), ("a", "nf4", "graph", "ok", "90")])
+    src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120"), ("a", "nf4", "graph", "ok", "95")])
+    added, replaced = merge_results.merge(src, dst, {"quant": "fp16"})
+    assert added == [] and [k[2] for k in replaced] == ["fp16"]
+    rows = {r["quant"]: r["throughput_tok_s_mean"] for r in read(dst / "results.csv")}
+    assert rows == {"fp16": "120", "nf4": "90"}
+    assert (dst / "traces" / "a_nf4_bs1_graph.npz").read_text() == "90"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -210,3 +211,32 @@ def test_unavailable_rows_are_listed_with_their_reason(tmp_path):
     assert row[:4] == ["mistral", "fp16", "1", "graph"]
     assert row[4].startswith("graph unavailable: capture failed: CUDA error") and row[4].endswith("...")
     assert len(row[4]) <= 110
+
+
+def test_stability_table_counts_cold_first_iterations_by_todays_rule(tmp_path):
+    root = write_results_dir(tmp_path / "results", _configs(), idle_power_w=IDLE_W)
+    with open(root / "iterations.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        columns, its = reader.fieldnames, list(reader)
+    cold = next(r for r in its if r["quant"] == "fp16" and r["iteration"] == "0")
+    cold["duration_s"] = str(2 * float(cold["duration_s"]))  # a cold first iteration, half as fast
+    cold["throughput_tok_s"] = str(float(cold["throughput_tok_s"]) / 2)
+    for r in its:
+        r["outlier"] = "False"  # as written: the table must judge by itself
+    with open(root / "iterations.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(its)
+    readme = _readme(tmp_path, ("stability", "results"), ("stability", "results date>=2100"))
+    with pytest.raises(AssertionError):  # the second table selects no row: an error, exit 2
+        _write(readme)
+    readme = _readme(tmp_path, ("stability", "results date<=2000"))
+    with pytest.raises(AssertionError):
+        _write(readme)
+    readme = _readme(tmp_path, ("stability", "results date>=2000"))
+    _write(readme)
+    header, row = _table_rows(readme, "stability")
+    assert header[0] == "regime" and row[:2] == ["eager", "2"]
+    first, low, high = re.match(r"(\S+) \((\S+)-(\S+)\)", row[3]).groups()
+    assert float(high) == pytest.approx(2.0, abs=0.01) and float(low) == pytest.approx(1.0, abs=0.01)
+    assert row[4:] == ["1", "1"]

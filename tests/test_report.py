@@ -392,3 +392,20 @@ def test_fixture_columns_follow_the_benchmark():
 def test_fixture_is_labelled(holding_dir):
     rows = read_csv(holding_dir / "results.csv")
     assert {r["gpu_name"] for r in rows} == {FIXTURE_GPU} and {r["weights"] for r in rows} == {"random"}
+
+
+def test_quants_are_compared_with_fp16_of_the_same_card_only(tmp_path):
+    # Two H200 cards differed by ~11 % in energy per token for the same work: a delta across
+    # cards would measure the cards. fp16 on card A, nf4 on A and B, bs 8 on B.
+    configs = [FixtureConfig("tinyllama", 1.1, "fp16", energy_j_per_1k=1000.0, card="A"),
+               FixtureConfig("tinyllama", 1.1, "nf4", energy_j_per_1k=900.0, card="A"),
+               FixtureConfig("mistral", 7.2, "fp16", energy_j_per_1k=4000.0, card="A"),
+               FixtureConfig("mistral", 7.2, "nf4", energy_j_per_1k=3000.0, card="B"),
+               FixtureConfig("mistral", 7.2, "fp16", batch_size=8, energy_j_per_1k=500.0, card="B")]
+    dataset = load_results_dir(write_results_dir(tmp_path, configs))
+    compared = {(c.model, c.quant) for c in compare_dataset(dataset, ("native",))}
+    assert compared == {("tinyllama", "nf4")}
+    found = verdicts(check_dataset(dataset, ("native",)))
+    nf4 = found[("nf4_crossover", "gross")]
+    assert nf4.verdict == "not testable here" and "mistral" not in nf4.detail, nf4.detail
+    assert found[("batch_scaling", "gross")].verdict == "not testable here"  # bs 1 and 8 on two cards

@@ -116,17 +116,22 @@ def per_1k(energy_j: float, tokens: int) -> float:
 OUTLIER_MADS = 3.0
 """An iteration whose throughput lies further than this many (normal-scaled) median absolute
 deviations from the median is flagged; it is kept in every figure."""
+OUTLIER_MIN_FRACTION = 0.01
+"""...and further than this fraction of the median: in the graph regime the spread is a few
+hundredths of a percent, and an iteration 0.1 % off is no outlier in any figure."""
 
 
-def outliers(values: Sequence[float], mads: float = OUTLIER_MADS) -> list[bool]:
-    """Which values lie beyond ``mads`` scaled MADs of the median (none if the MAD is 0 or
-    there are fewer than three values)."""
+def outliers(values: Sequence[float], mads: float = OUTLIER_MADS,
+             min_fraction: float = OUTLIER_MIN_FRACTION) -> list[bool]:
+    """Which values lie beyond ``mads`` scaled MADs of the median and beyond ``min_fraction``
+    of it (none if the MAD is 0 or there are fewer than three values)."""
     finite = _finite(values)
     if len(finite) < 3:
         return [False] * len(values)
     center = statistics.median(finite)
     spread = float(median_abs_deviation(finite, scale="normal"))
-    return [spread > 0 and not math.isnan(v) and abs(v - center) > mads * spread for v in values]
+    reach = max(mads * spread, min_fraction * abs(center))
+    return [spread > 0 and not math.isnan(v) and abs(v - center) > reach for v in values]
 
 
 def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:

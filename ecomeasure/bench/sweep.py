@@ -308,7 +308,8 @@ class Sweep:
                 run.reference.save_csv(reference_csv)
             rows = iteration_rows(ctx, run)
             fp16 = self.store.find(model=ctx.model, quant="fp16", batch_size=ctx.batch_size, regime=ctx.regime,
-                                   device=ctx.device, gpu_name=ctx.gpu_name, new_tokens=ctx.new_tokens)
+                                   device=ctx.device, gpu_name=ctx.gpu_name, gpu_uuid=ctx.gpu_uuid,
+                                   new_tokens=ctx.new_tokens)
             row = summary_row(ctx, run, rows, fp16[-1] if fp16 else None,
                               self.store.relative(npz) if run.meter is not None else "")
             self.store.append_iterations(rows)
