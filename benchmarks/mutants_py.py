@@ -34,9 +34,14 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "sliding_layers_always_replaced": (
         "ecomeasure/generation.py", "if windows and min(windows) >= length:", "if windows:",
         ["tests/test_bench_generation.py"]),
-    "wrong_prefill_kept": (
-        "ecomeasure/generation.py", "if prefill_graph is not None and not torch.equal(uncaptured, captured):",
-        "if False:", ["tests/test_bench_generation.py"]),
+    "prefill_first_token_unchecked": (
+        "ecomeasure/generation.py", "if not torch.equal(from_graph[:, 0], uncaptured[:, 0]):", "if False:",
+        ["tests/test_bench_generation.py"]),
+    "step_checked_from_the_uncaptured_prefill": (
+        "ecomeasure/generation.py", "                    reference = from_graph\n", "", ["tests/test_bench_generation.py"]),
+    "parting_tokens_not_noted": (
+        "ecomeasure/generation.py", "if not torch.equal(from_graph, uncaptured):", "if False:",
+        ["tests/test_bench_generation.py"]),
     "prefill_never_captured": (
         "ecomeasure/generation.py", "prefill_graph = _captured(self._prefill)", "prefill_graph = None",
         ["tests/test_bench_generation.py"]),

@@ -272,10 +272,18 @@ class StaticDecoder:
 
     # capture ------------------------------------------------------------------------------
     def _capture(self) -> None:
-        """Warm up, capture the prefill and the step, then check that replays give the same
-        tokens as the uncaptured computation. A prefill that cannot be captured, or whose
-        replay changes the tokens, runs uncaptured (noted); a step that cannot is the
-        regime's reason to be unavailable."""
+        """Warm up, capture the prefill and the step, and check the graphs before use.
+
+        The step graph must reproduce the uncaptured step exactly, from the same prefill: a
+        kernel reading host state, or one that allocates, would be captured with stale values
+        and replay wrong tokens. The prefill is one fixed computation (same prompt, same
+        positions, the cache reset inside it), so its graph can hold no stale state; but its
+        kernels may round differently from the uncaptured prefill's (measured: cuDNN
+        attention and cuBLAS under capture), and with near ties the greedy tokens then part.
+        So the prefill graph must give the uncaptured prefill's first token, and where the
+        tokens part later, the row says from which token. A prefill that cannot be captured,
+        or gives another first token, runs uncaptured (noted); a step that cannot be
+        captured, or replays other tokens, makes the regime unavailable."""
         import torch
 
         steps = min(self.max_new_tokens, 8) - 1
@@ -295,21 +303,25 @@ class StaticDecoder:
             graph = _captured(self._step)
         except Exception as exc:  # noqa: BLE001 - any failure to capture is the reason recorded
             raise GraphUnavailableError(f"capture failed: {type(exc).__name__}: {_short(exc)}") from None
-        # Replays must reproduce the uncaptured computation (a kernel reading host state, or
-        # one that allocates, would be captured with stale values and replay wrong tokens).
         with torch.inference_mode():
-            uncaptured = self._decode_ids(steps)
-            self.graph, self.prefill_graph = graph, prefill_graph
+            reference = uncaptured = self._decode_ids(steps)
+            if prefill_graph is not None:
+                self.prefill_graph = prefill_graph
+                from_graph = self._decode_ids(steps)  # the captured prefill, uncaptured steps
+                if not torch.equal(from_graph[:, 0], uncaptured[:, 0]):
+                    self.prefill_graph = None
+                    self.notes.append("prefill uncaptured: its graph gave another first token")
+                else:
+                    reference = from_graph
+                    if not torch.equal(from_graph, uncaptured):
+                        self.notes.append("captured prefill: greedy tokens part from the uncaptured prefill's "
+                                          f"at token {_first_difference(uncaptured, from_graph)}")
+            self.graph = graph
             captured = self._decode_ids(steps)
-            if prefill_graph is not None and not torch.equal(uncaptured, captured):
-                self.prefill_graph = None  # the step alone, as the uncaptured prefill leaves it
-                self.notes.append("prefill uncaptured: with it captured, replays differed from the "
-                                  f"uncaptured computation at token {_first_difference(uncaptured, captured)}")
-                captured = self._decode_ids(steps)
-        if not torch.equal(uncaptured, captured):
+        if not torch.equal(reference, captured):
             self.graph = self.prefill_graph = None
             raise GraphUnavailableError("replays differ from the uncaptured step at token "
-                                        f"{_first_difference(uncaptured, captured)}")
+                                        f"{_first_difference(reference, captured)}")
 
     def _warm_up(self) -> None:
         """The prefill and a few steps on a side stream (lazy initialisations, library handles,

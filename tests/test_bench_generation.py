@@ -238,40 +238,60 @@ class ReplayOf:
             self.after()
 
 
-def capture_with(monkeypatch, wrong_prefill: bool, wrong_step: bool):
-    """Capture on the CPU: warm-up runs plainly, and the prefill's or the step's replay can
-    be made to pick another token than the uncaptured computation."""
-    decoders = []
-
+def capture_with(monkeypatch, prefill: str = "", wrong_step: bool = False):
+    """Capture on the CPU: warm-up runs plainly; the prefill's replay can leave another next
+    token behind (``prefill="later"``: its first token right, the tokens part after it, as
+    rounding does) or pick another first token (``"first"``), and the step's replay can pick
+    another token than the uncaptured computation."""
     def captured(work):
         decoder = work.__self__
-        decoders.append(decoder)
-        wrong = wrong_prefill if work.__name__ == "_prefill" else wrong_step
-        return ReplayOf(work, (lambda: decoder._token.add_(1)) if wrong else None)
+
+        def after():
+            if work.__name__ == "_prefill":
+                if prefill == "first":
+                    decoder._out[:, 0].add_(1)
+                if prefill:
+                    decoder._token.add_(1)
+            elif wrong_step:
+                decoder._token.add_(1)
+        return ReplayOf(work, after)
     monkeypatch.setattr(generation, "_captured", captured)
     monkeypatch.setattr(generation.StaticDecoder, "_warm_up", lambda self: None)
 
 
-def test_a_prefill_whose_replay_changes_the_tokens_runs_uncaptured(model, monkeypatch):
-    capture_with(monkeypatch, wrong_prefill=True, wrong_step=False)
+def test_a_prefill_graph_with_another_first_token_runs_uncaptured(model, monkeypatch):
+    capture_with(monkeypatch, prefill="first")
     prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
     eager = generation.generate(model, prompt, 10).token_ids
     decoder = generation.StaticDecoder(model, prompt, 10, capture=True)
     assert decoder.graph is not None and decoder.prefill_graph is None
-    assert decoder.notes == ["prefill uncaptured: with it captured, replays differed from the uncaptured "
-                             "computation at token 1"]
+    assert decoder.notes == ["prefill uncaptured: its graph gave another first token"]
     assert decoder.generate(10).token_ids.tolist() == eager.tolist()
 
 
+def test_a_prefill_graph_whose_tokens_part_later_is_kept_and_noted(model, monkeypatch):
+    # The step graph is checked from the captured prefill's state: the row's tokens are the
+    # captured prefill's, and the row says where they part from the uncaptured prefill's.
+    capture_with(monkeypatch, prefill="later")
+    prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
+    eager = generation.generate(model, prompt, 10).token_ids
+    decoder = generation.StaticDecoder(model, prompt, 10, capture=True)
+    assert decoder.graph is not None and decoder.prefill_graph is not None
+    assert decoder.notes == ["captured prefill: greedy tokens part from the uncaptured prefill's at token 1"]
+    ids = decoder.generate(10).token_ids
+    assert ids[:, 0].tolist() == eager[:, 0].tolist() and ids[:, 1].tolist() != eager[:, 1].tolist()
+
+
 def test_both_captured_when_replays_agree(model, monkeypatch):
-    capture_with(monkeypatch, wrong_prefill=False, wrong_step=False)
+    capture_with(monkeypatch)
     prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
     decoder = generation.StaticDecoder(model, prompt, 10, capture=True)
     assert decoder.graph is not None and decoder.prefill_graph is not None and decoder.notes == []
 
 
-def test_a_step_whose_replay_changes_the_tokens_makes_the_regime_unavailable(model, monkeypatch):
-    capture_with(monkeypatch, wrong_prefill=False, wrong_step=True)
+@pytest.mark.parametrize("prefill", ["", "later"])
+def test_a_step_whose_replay_changes_the_tokens_makes_the_regime_unavailable(model, monkeypatch, prefill):
+    capture_with(monkeypatch, prefill=prefill, wrong_step=True)
     prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
     with pytest.raises(generation.GraphUnavailableError, match="replays differ from the uncaptured step at token 2"):
         generation.StaticDecoder(model, prompt, 10, capture=True)
