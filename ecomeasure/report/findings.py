@@ -98,7 +98,7 @@ def nf4_crossover(energies: Energies) -> tuple[str, str]:
     below = [(c, d) for c, d in pairs if c.params_b < CROSSOVER_PARAMS_B]
     above = [(c, d) for c, d in pairs if c.params_b >= CROSSOVER_PARAMS_B]
     if not pairs:
-        return NOT_TESTABLE, "needs nf4 and fp16 runs of the same model (none here)"
+        return NOT_TESTABLE, "needs nf4 and fp16 runs of the same model on one card (none here)"
     if not below or not above:
         side = "below" if not below else "at or above"
         return NOT_TESTABLE, (f"needs nf4/fp16 pairs of models {side} {CROSSOVER_PARAMS_B:g}B "
@@ -113,7 +113,7 @@ def nf4_crossover(energies: Energies) -> tuple[str, str]:
 def int8_penalty(energies: Energies) -> tuple[str, str]:
     pairs = _deltas(energies, "int8")
     if not pairs:
-        return NOT_TESTABLE, "needs int8 and fp16 runs of the same model and batch size (none here)"
+        return NOT_TESTABLE, "needs int8 and fp16 runs of the same model and batch size on one card (none here)"
     detail = f"int8 vs fp16: {_listing(pairs)} (seed: +17 to +147 %)"
     against = [(c, d) for c, d in pairs if not d > 0]
     if against:
@@ -141,7 +141,7 @@ def int8_pure_recovery(energies: Energies) -> tuple[str, str]:
         verdicts.append(recovered_pct > MOST_RECOVERED_PCT)
         parts.append(f"{_name(pure)}: {versus}; recovers {recovered_pct:.1f} % of int8's loss")
     if not parts:
-        return NOT_TESTABLE, "needs fp16, int8 and int8_pure runs of the same model and batch size"
+        return NOT_TESTABLE, "needs fp16, int8 and int8_pure runs of the same model and batch size on one card"
     detail = "; ".join(parts) + " (seed: int8_pure -35 to -41 % vs int8)"
     if not verdicts:
         return NOT_TESTABLE, detail
@@ -170,7 +170,7 @@ def batch_scaling(energies: Energies) -> tuple[str, str]:
             text += f", bs8 vs bs1 {fmt.pct(pct_change(by_bs[8][1], by_bs[1][1]))}"
         parts.append(text)
     if not parts:
-        return NOT_TESTABLE, "needs one model and config run at two or more batch sizes"
+        return NOT_TESTABLE, "needs one model and config run at two or more batch sizes on one card"
     detail = ("log(energy per token) vs log(batch size), holds for slopes in "
               f"[{SLOPE_RANGE[0]}, {SLOPE_RANGE[1]}]: " + "; ".join(parts)
               + " (seed: bs8 vs bs1 ~-85 %)")
