@@ -22,6 +22,7 @@
 #   concurrency  eager alone vs beside a busy rank, pinned and not (benchmarks/concurrency.sh)
 #   scaling   the small models' graph rows (batch 1; 4 and 8 for qwen2-1.5b) on 1 GPU, then the
 #             same sweep on 2 GPUs with torchrun; wall times, and a check that both measured alike
+#             (SCALING_SWEEP=one: one command over their fp16 nf4 int8_pure at batch 1 and 4)
 #   build     only installs (also done before any other part)
 #   packall   packs every folder left under $OUT (dataset/ once all writers are done)
 set -uo pipefail
@@ -110,6 +111,9 @@ scaling() {
     "$@" "${models[@]}" "${quants[@]}" --batch-size 1 "${proto[@]}" --out "$dir" && \
     "$@" --model qwen2-1.5b --quant fp16 int8_pure --batch-size 4 8 "${proto[@]}" --out "$dir"
   }
+  if [ "${SCALING_SWEEP:-}" = one ]; then  # one command, 18 measured configurations: a start paid once
+    run_sweep() { "$@" "${models[@]}" --quant fp16 nf4 int8_pure --batch-size 1 4 "${proto[@]}" --out "$dir"; }
+  fi
   local t0 t1 t2 dir
   t0=$(date +%s.%3N)
   dir="$OUT/scaling/one-gpu"; CUDA_VISIBLE_DEVICES=0 run_sweep python3 -m ecomeasure.bench \
