@@ -12,3 +12,17 @@ def nvml_index_of_current_device() -> int:
         return next(d.index for d in probe.devices if d.has_uuid(uuid))
     finally:
         probe.close()
+
+
+def load_for_decoding(model: str, quant: str, batch_size: int, device: str, weights_dir) -> tuple:
+    """What the decode scripts measure on, loaded as the bench loads it: (hardware, resolved
+    weights, model, prompt of ``batch_size`` sequences) on ``device`` (made current)."""
+    from ecomeasure import generation, weights
+    from ecomeasure.bench import environment
+
+    device = environment.resolve_device(device)
+    hardware = environment.find_hardware(device)
+    resolved = weights.resolve(model, weights_dir=weights_dir, device=device, mode="auto")
+    loaded = weights.load_model(resolved, quant, device)
+    prompt = generation.build_prompt(loaded, weights.load_tokenizer(resolved), resolved.spec, batch_size)
+    return hardware, resolved, loaded, prompt

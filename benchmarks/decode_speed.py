@@ -112,14 +112,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ecomeasure import generation, roofline, weights
-    from ecomeasure.bench import environment
+    from _torch_gpu import load_for_decoding
+    from ecomeasure import generation, roofline
 
-    device = environment.resolve_device(args.device)
-    hardware = environment.find_hardware(device)
-    resolved = weights.resolve(args.model, weights_dir=args.weights_dir, device=device, mode="auto")
-    model = weights.load_model(resolved, args.quant, device)
-    prompt = generation.build_prompt(model, weights.load_tokenizer(resolved), resolved.spec, args.batch_size)
+    hardware, resolved, model, prompt = load_for_decoding(args.model, args.quant, args.batch_size, args.device,
+                                                          args.weights_dir)
     bandwidth = roofline.peak_bandwidth(hardware.energy.nvml_index, hardware.gpu.name if hardware.gpu else "")
     floor = roofline.decode_floor(model, args.batch_size, prompt.prompt_tokens, args.new_tokens, bandwidth)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -107,13 +107,14 @@ scaling() {
   local proto=("${PROTO[@]:0:10}" --weights-dir /tmp/weights --regime graph)
   CUDA_VISIBLE_DEVICES=0 bench "${models[@]}" --new-tokens 1 --warmup 0 --iterations 1 --idle-seconds 0 \
     --regime eager --weights-dir /tmp/weights --out "$OUT/scaling/prepare" > /dev/null 2>&1
-  run_sweep() {  # run_sweep LAUNCHER... : the sweep's two commands, into $dir
-    "$@" "${models[@]}" "${quants[@]}" --batch-size 1 "${proto[@]}" --out "$dir" && \
-    "$@" --model qwen2-1.5b --quant fp16 int8_pure --batch-size 4 8 "${proto[@]}" --out "$dir"
+  run_sweep() {  # run_sweep LAUNCHER... : the sweep into $dir
+    if [ "${SCALING_SWEEP:-}" = one ]; then  # one command, 18 measured configurations: a start paid once
+      "$@" "${models[@]}" --quant fp16 nf4 int8_pure --batch-size 1 4 "${proto[@]}" --out "$dir"
+    else
+      "$@" "${models[@]}" "${quants[@]}" --batch-size 1 "${proto[@]}" --out "$dir" && \
+      "$@" --model qwen2-1.5b --quant fp16 int8_pure --batch-size 4 8 "${proto[@]}" --out "$dir"
+    fi
   }
-  if [ "${SCALING_SWEEP:-}" = one ]; then  # one command, 18 measured configurations: a start paid once
-    run_sweep() { "$@" "${models[@]}" --quant fp16 nf4 int8_pure --batch-size 1 4 "${proto[@]}" --out "$dir"; }
-  fi
   local t0 t1 t2 dir
   t0=$(date +%s.%3N)
   dir="$OUT/scaling/one-gpu"; CUDA_VISIBLE_DEVICES=0 run_sweep python3 -m ecomeasure.bench \

@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ecomeasure.bench.results import reference_csv_of
+
 KEY = ("gpu_name", "model", "quant", "batch_size", "new_tokens", "device", "regime")
 ITERATION_KEY = ("model", "quant", "batch_size", "regime")
 """iterations.csv has no GPU or protocol columns: a merge replaces by these within DST."""
@@ -43,7 +45,7 @@ def trace_files(root: Path, row: dict[str, str]) -> list[Path]:
     if not row.get("traces"):
         return []
     npz = root / row["traces"]
-    return [path for path in (npz, npz.with_name(npz.stem + "_reference.csv")) if path.exists()]
+    return [path for path in (npz, reference_csv_of(npz)) if path.exists()]
 
 
 def merge(src: Path, dst: Path, where: dict[str, str] | None = None

@@ -42,14 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from scipy import stats
 
-    from ecomeasure import Meter, generation, weights
-    from ecomeasure.bench import environment
+    from _torch_gpu import load_for_decoding
+    from ecomeasure import Meter, generation
 
-    device = environment.resolve_device(args.device)
-    hardware = environment.find_hardware(device)
-    resolved = weights.resolve(args.model, weights_dir=args.weights_dir, device=device, mode="auto")
-    model = weights.load_model(resolved, args.quant, device)
-    prompt = generation.build_prompt(model, weights.load_tokenizer(resolved), resolved.spec, args.batch_size)
+    hardware, _, model, prompt = load_for_decoding(args.model, args.quant, args.batch_size, args.device,
+                                                   args.weights_dir)
+    device = hardware.device
     decoder = generation.StaticDecoder(model, prompt, args.new_tokens, capture=True)
     stream = torch.cuda.current_stream(device)
 

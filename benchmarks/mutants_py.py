@@ -49,13 +49,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "ecomeasure/bench/sweep.py", "run.notes.extend(notes)", "pass",
         ["tests/test_bench_errors.py::test_what_the_decoder_notes_reaches_the_row"]),
     "baseline_of_any_card": (
-        "ecomeasure/report/stats.py", 'and card == other.row.get("gpu_uuid", "")):', "):",
+        "ecomeasure/report/stats.py", "and other.card == config.card and", "and",
         ["tests/test_report.py::test_quants_are_compared_with_fp16_of_the_same_card_only"]),
     "findings_any_card": (
-        "ecomeasure/report/findings.py", 'return a.row.get("gpu_uuid", "") == b.row.get("gpu_uuid", "")',
-        "return True", ["tests/test_report.py::test_quants_are_compared_with_fp16_of_the_same_card_only"]),
+        "ecomeasure/report/findings.py", "and config.card == base[0].card", "", ["tests/test_report.py::test_quants_are_compared_with_fp16_of_the_same_card_only"]),
     "batch_series_across_cards": (
-        "ecomeasure/report/findings.py", 'series[(model, quant, item[0].row.get("gpu_uuid", ""))][bs] = item',
+        "ecomeasure/report/findings.py", "series[(model, quant, item[0].card)][bs] = item",
         'series[(model, quant, "")][bs] = item',
         ["tests/test_report.py::test_quants_are_compared_with_fp16_of_the_same_card_only"]),
     "outlier_without_floor": (

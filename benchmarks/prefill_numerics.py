@@ -43,13 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from ecomeasure import generation, weights
-    from ecomeasure.bench import environment
+    from _torch_gpu import load_for_decoding
+    from ecomeasure import generation
 
-    device = environment.resolve_device(args.device)
-    resolved = weights.resolve(args.model, weights_dir=args.weights_dir, device=device, mode="auto")
-    model = weights.load_model(resolved, args.quant, device)
-    prompt = generation.build_prompt(model, weights.load_tokenizer(resolved), resolved.spec, 1)
+    _, _, model, prompt = load_for_decoding(args.model, args.quant, 1, args.device, args.weights_dir)
     eager = generation.generate(model, prompt, args.new_tokens).token_ids.cpu()
     backends = {"default": None, "math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                 "flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}

@@ -215,7 +215,6 @@ class StaticDecoder:
         self.model, self.prompt = model, prompt
         self.max_new_tokens = max_new_tokens
         device = prompt.input_ids.device
-        self.device = device
         batch = prompt.batch_size
         self.cache = static_cache(model.config, prompt.prompt_tokens + max_new_tokens)
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); pass whichever it takes.

@@ -177,10 +177,11 @@ class ResultsDir:
         stem = f"{_safe(model)}_{_safe(quant)}_bs{batch_size}_{_safe(regime)}"
         candidate, k = stem, 1
         while (self.traces_dir / f"{candidate}.npz").exists() or \
-                (self.traces_dir / f"{candidate}_reference.csv").exists():
+                reference_csv_of(self.traces_dir / f"{candidate}.npz").exists():
             k += 1
             candidate = f"{stem}-{k}"
-        return self.traces_dir / f"{candidate}.npz", self.traces_dir / f"{candidate}_reference.csv"
+        npz = self.traces_dir / f"{candidate}.npz"
+        return npz, reference_csv_of(npz)
 
     def append_result(self, row: Mapping[str, Any]) -> None:
         self._append(self.results_csv, RESULT_COLUMNS, [row])
@@ -207,6 +208,11 @@ class ResultsDir:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
         os.replace(tmp, path)
+
+
+def reference_csv_of(npz: Path) -> Path:
+    """The reference samples saved beside a configuration's native traces."""
+    return npz.with_name(f"{npz.stem}_reference.csv")
 
 
 def _header(path: Path) -> list[str] | None:

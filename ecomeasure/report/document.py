@@ -58,11 +58,11 @@ def plot_groups(datasets: Sequence[Dataset], methods: Sequence[str]) -> list[tup
 
 _PREAMBLE = """\
 Energies are per 1,000 generated tokens (all sequences of a batch). **Gross** includes idle
-power; **net** subtracts the idle power measured before each configuration. Methods:
-**native** is the native meter's headline figure, **ref** the seed's 10 Hz method done right,
-**published** the seed's own figures. Δ is against the fp16 run of the same model, batch size
-and GPU. "CV tok/s" is the coefficient of variation of throughput (what the seed's "CV (%)"
-column is); "CV energy" that of gross energy. ± is one sample SD over iterations."""
+power; **net** subtracts the idle power measured with each configuration, after its
+iterations. Methods: **native** is the native meter's headline figure, **ref** the seed's 10 Hz
+method done right, **published** the seed's own figures. Δ is against the fp16 run of the same
+model, batch size, GPU and card (rows name it: `gpu_uuid`). "CV tok/s" is the coefficient of
+variation of throughput (what the seed's "CV (%)" column is); "CV energy" that of gross energy. ± is one sample SD over iterations."""
 
 _STATISTICS_NOTE = """\
 From the per-iteration energy per 1k tokens of `iterations.csv`. Welch's t-test:

@@ -71,19 +71,13 @@ def _name(config: Config, batch: bool = True) -> str:
     return f"{name} bs{config.batch_size}" if batch and config.batch_size != 1 else name
 
 
-def same_card(a: Config, b: Config) -> bool:
-    """Whether two rows were measured on the same card (as far as the rows say): cards of one
-    model differ by ~11 % in energy for the same work, so findings compare within a card."""
-    return a.row.get("gpu_uuid", "") == b.row.get("gpu_uuid", "")
-
-
 def _deltas(energies: Energies, quant: str) -> list[tuple[Config, float]]:
     """(config, % vs fp16) for every ``quant`` row with an fp16 row of the same model and bs,
     measured on the same card."""
     out = []
     for (model, q, bs), (config, e) in energies.items():
         base = energies.get((model, "fp16", bs))
-        if (q == quant and base is not None and same_card(config, base[0])
+        if (q == quant and base is not None and config.card == base[0].card
                 and math.isfinite(pct_change(e, base[1]))):
             out.append((config, pct_change(e, base[1])))
     return sorted(out, key=lambda item: (item[0].params_b, item[0].model, item[0].batch_size))
@@ -127,7 +121,7 @@ def int8_pure_recovery(energies: Energies) -> tuple[str, str]:
         if quant != "int8_pure":
             continue
         base, default = energies.get((model, "fp16", bs)), energies.get((model, "int8", bs))
-        if base is None or default is None or not (same_card(pure, base[0]) and same_card(pure, default[0])):
+        if base is None or default is None or not pure.card == base[0].card == default[0].card:
             continue
         e_base, e_default = base[1], default[1]
         loss = e_default - e_base
@@ -151,7 +145,7 @@ def int8_pure_recovery(energies: Energies) -> tuple[str, str]:
 def batch_scaling(energies: Energies) -> tuple[str, str]:
     series: dict[tuple[str, str, str], dict[int, tuple[Config, float]]] = defaultdict(dict)
     for (model, quant, bs), item in energies.items():  # one series per card
-        series[(model, quant, item[0].row.get("gpu_uuid", ""))][bs] = item
+        series[(model, quant, item[0].card)][bs] = item
     parts, verdicts = [], []
     for (model, quant, _), by_bs in sorted(series.items()):
         if len(by_bs) < 2:

@@ -106,6 +106,12 @@ class Config:
         return self.status == "ok"
 
     @property
+    def card(self) -> str:
+        """The card that measured it (``gpu_uuid``; empty where the row does not say): cards
+        of one model differ by ~11 % in energy for the same work, so comparisons stay on one."""
+        return self.row.get("gpu_uuid", "") or ""
+
+    @property
     def error(self) -> str:
         return self.row.get("error", "") or ""
 

@@ -111,14 +111,12 @@ def compare(config: Config, baseline: Config, method: str, basis: str) -> Compar
 
 
 def baseline_of(config: Config, configs: Iterable[Config]) -> Config | None:
-    """The ok fp16 configuration of the same GPU, model, batch size and regime, if any, and
-    of the same card where the rows name it (two cards of one model differed by ~11 % in
-    energy per token for the same work, so a delta across cards would measure the cards)."""
-    card = config.row.get("gpu_uuid", "")
+    """The ok fp16 configuration of the same GPU model and card, model, batch size and
+    regime, if any."""
     for other in configs:
         if (other.ok and other.quant == BASELINE_QUANT and other.gpu_name == config.gpu_name
-                and other.model == config.model and other.batch_size == config.batch_size
-                and other.regime == config.regime and card == other.row.get("gpu_uuid", "")):
+                and other.card == config.card and other.model == config.model
+                and other.batch_size == config.batch_size and other.regime == config.regime):
             return other
     return None
 
