@@ -1,4 +1,6 @@
 """The NVML index of the GPU torch is using, for the benchmark scripts."""
+import sys
+
 import torch
 
 from ecomeasure import Meter
@@ -20,8 +22,12 @@ def load_for_decoding(model: str, quant: str, batch_size: int, device: str, weig
     from ecomeasure import generation, weights
     from ecomeasure.bench import environment
 
-    device = environment.resolve_device(device)
-    hardware = environment.find_hardware(device)
+    try:
+        device = environment.resolve_device(device)
+        hardware = environment.find_hardware(device)
+    except environment.SetupError as exc:  # no GPU, no NVML, a bad --device: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     resolved = weights.resolve(model, weights_dir=weights_dir, device=device, mode="auto")
     loaded = weights.load_model(resolved, quant, device)
     prompt = generation.build_prompt(loaded, weights.load_tokenizer(resolved), resolved.spec, batch_size)

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     where = dict(w.split("=", 1) for w in args.where if "=" in w)
     if len(where) != len(args.where):
         p.error("--where takes COLUMN=VALUE")
+    for root in (args.src, args.into):
+        if not (root / "results.csv").is_file() or not (root / "iterations.csv").is_file():
+            p.error(f"{root} is not a results directory (results.csv and iterations.csv)")
     added, replaced = merge(args.src, args.into, where)
     for what, keys in (("added", added), ("replaced", replaced)):
         for key in keys:

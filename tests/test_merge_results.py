@@ -99,3 +99,12 @@ def test_where_merges_only_the_matching_rows(tmp_path):
     rows = {r["quant"]: r["throughput_tok_s_mean"] for r in read(dst / "results.csv")}
     assert rows == {"fp16": "120", "nf4": "90"}
     assert (dst / "traces" / "a_nf4_bs1_graph.npz").read_text() == "90"
+
+
+def test_a_directory_without_results_is_one_line_and_exit_2(tmp_path, capsys):
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100")])
+    before = (dst / "results.csv").read_text()
+    with pytest.raises(SystemExit) as exc:
+        merge_results.main([str(tmp_path / "nothing"), "--into", str(dst)])
+    assert exc.value.code == 2 and "is not a results directory" in capsys.readouterr().err
+    assert (dst / "results.csv").read_text() == before
