@@ -63,6 +63,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "uncapturable_int8_full_cost": (
         "ecomeasure/bench/shard.py", 'if key.regime != "eager" and key.quant in UNCAPTURABLE_QUANTS:',
         "if False:", ["tests/test_bench_shard.py"]),
+    "load_counted_on_every_rank": (
+        "ecomeasure/bench/shard.py", "(0.0 if loaded in holds[r] else load_s(*loaded))", "load_s(*loaded)",
+        ["tests/test_bench_shard.py"]),
+    "load_never_counted": (
+        "ecomeasure/bench/shard.py", "(0.0 if loaded in holds[r] else load_s(*loaded))", "0.0",
+        ["tests/test_bench_shard.py"]),
     "merge_ignores_where": (
         "benchmarks/merge_results.py", "and all(r.get(k) == v for k, v in (where or {}).items())]", "]",
         ["tests/test_merge_results.py"]),

@@ -73,9 +73,39 @@ def test_unfinished_ranks_are_those_whose_run_file_does_not_say_finished(tmp_pat
 def test_the_regimes_of_one_configuration_stay_on_one_rank():
     keys = [ConfigKey(m, "fp16", 1, r) for m in ("a", "b", "c") for r in ("eager", "graph")]
     cost = {"a": 5.0, "b": 3.0, "c": 2.0}
-    shares = shard.assign_together(keys, 2, lambda k: cost[k.model] * (1 if k.regime == "eager" else 0.5))
+    shares = shard.assign(keys, 2, lambda k: cost[k.model] * (1 if k.regime == "eager" else 0.5))
     assert sorted(k for share in shares for k in share) == sorted(keys)  # each exactly once
     for share in shares:
         assert {(k.model, k.regime) for k in share} == {(m, r) for m in {k.model for k in share}
                                                         for r in ("eager", "graph")}
     assert {k.model for k in shares[0]} == {"a"} and {k.model for k in shares[1]} == {"b", "c"}
+
+
+def _finish_s(shares, cost, load_s):
+    """Each rank's expected busy time: its configurations, and a load per (model, quant) it holds."""
+    return [sum(map(cost, share)) + sum(load_s(*mq) for mq in {k[:2] for k in share}) for share in shares]
+
+
+def test_a_models_batch_sizes_stay_on_the_rank_that_loaded_it_when_that_finishes_sooner():
+    # a@4 costs 3, b@1 2, a@1 1.5. Without loads LPT sends a@1 to the idler rank (3 | 3.5);
+    # with a 2 s load, moving a@1 there would load `a` twice: 6.5 | 4 beats 5 | 7.5.
+    cost = {ConfigKey("a", "fp16", 4): 3.0, ConfigKey("b", "fp16", 1): 2.0, ConfigKey("a", "fp16", 1): 1.5}
+    apart = shard.assign(list(cost), 2, cost.__getitem__)
+    assert {k.model for k in apart[1]} == {"a", "b"}
+    together = shard.assign(list(cost), 2, cost.__getitem__, lambda m, q: 2.0)
+    assert [{k.model for k in share} for share in together] == [{"a"}, {"b"}]
+    assert max(_finish_s(together, cost.__getitem__, lambda m, q: 2.0)) == 6.5
+
+
+def test_balance_still_splits_a_model_when_its_load_is_cheap():
+    keys = [ConfigKey("a", "int8", bs) for bs in (1, 2, 4, 8)]
+    shares = shard.assign(keys, 2, lambda k: 10.0, lambda m, q: 1.0)
+    assert sorted(map(len, shares)) == [2, 2]
+    assert _finish_s(shares, lambda k: 10.0, lambda m, q: 1.0) == [21.0, 21.0]
+
+
+def test_load_model_grows_with_size_and_with_quantization_on_load():
+    assert shard.expected_load_s("mistral", "fp16") > 2 * shard.expected_load_s("tinyllama", "fp16")
+    assert shard.expected_load_s("mistral", "int8_pure") > shard.expected_load_s("mistral", "nf4") \
+        > shard.expected_load_s("mistral", "fp16") > 0
+    assert shard.expected_load_s("mistral", "unknown") == shard.expected_load_s("mistral", "fp16")

@@ -221,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank.is_main:
             pending = sweep.pending()
             every = set(pending) | set(sweep.skipped)
-            shares = shard.assign_together(pending, rank.world_size,
-                                           lambda k: shard.expected_cost_s(k, options.protocol))
+            shares = shard.assign(pending, rank.world_size, lambda k: shard.expected_cost_s(k, options.protocol),
+                                  shard.expected_load_s)
         shares = distributed.from_main(shares)
         sweep.only = frozenset(shares[rank.rank])
         run_info["distributed"] = {**rank.to_dict(), "pinned_cpus": pinned_cpus, "share": shares[rank.rank]}

@@ -1,9 +1,12 @@
 """Sharing a sweep's configurations among ranks (``torchrun``), balanced by expected cost.
 
 A configuration is a :class:`ConfigKey`. The configurations still to run are assigned by
-greedy longest-processing-time (LPT): most expensive first, each to the rank with the least
-expected work so far, ties to the lowest rank and the key order. It is deterministic, so every
-rank can check the plan, and its longest rank is within 4/3 of the best possible.
+greedy longest-processing-time (LPT): most expensive first, each to the rank that would finish
+it soonest, ties to the lowest rank and the key order. A rank loads a (model, quantization)
+once for all its batch sizes, so a configuration costs its model's load only on a rank that
+does not hold that model yet: batch sizes of one model stay together unless balance needs them
+apart (splitting them would load the model twice). It is deterministic, so every rank can
+check the plan; without loads its longest rank is within 4/3 of the best possible.
 
 The cost model only orders and balances work; its numbers are ROUGH ESTIMATES, not
 measurements to quote. Their sources:
@@ -18,9 +21,14 @@ measurements to quote. Their sources:
 - Regime (once the sweep has one): a CUDA-graph decode step skips the per-kernel launch cost
   that dominates eager decode at small batch sizes; taken as ~4x faster at batch size 1,
   converging towards eager as the batch grows.
-- Fixed per configuration: the idle baseline plus ~5 s of setup.
+- Fixed per configuration: the idle baseline plus ~3 s of setup (the 1 s settle before the
+  idle window, the prompt, warmup and capture, writing the rows).
+- Loading, once per (model, quantization) on a rank: ~0.35 s per billion parameters in fp16,
+  ~0.8 in nf4, ~1.8 in int8 (bitsandbytes quantizes on load) - the "loaded in" lines of the
+  H200 logs under docs/runs (random weights from local disk; 7B: fp16 2.1-2.7 s, nf4 5.1-7.5 s,
+  int8/int8_pure 11.6-18.6 s).
 - Default int8 cannot be captured in a CUDA graph (all eight seed models, H200, 2026-11-30): in
-  the graph and compiled regimes it costs its setup alone, then its row says unavailable.
+  the graph and compiled regimes it costs its load and setup alone, then its row says unavailable.
 """
 from __future__ import annotations
 
@@ -54,10 +62,13 @@ PER_EXTRA_SEQUENCE = 0.05
 """Rough: extra step time per sequence beyond the first."""
 GRAPH_SPEEDUP_AT_BS1 = 4.0
 """Rough: how much faster a CUDA-graph decode step is than an eager one at batch size 1."""
-SETUP_S = 5.0
+SETUP_S = 3.0
+"""Rough: settling before the idle window, building the prompt, warmup and capture, writing rows."""
 COMPILE_S = 60.0
 """Rough: torch.compile of a 7B model's decode step (the ``compiled`` regime)."""
-"""Rough: building the prompt, starting meters, writing rows."""
+LOAD_S_PER_BILLION_PARAMS: dict[str, float] = {"fp16": 0.35, "bf16": 0.35, "nf4": 0.8, "nf4_dq": 0.8,
+                                               "fp4": 0.8, "int8": 1.8, "int8_pure": 1.8}
+"""Rough: seconds to load and quantize a billion parameters (unknown quantizations as fp16)."""
 UNKNOWN_PARAMS_B = 7.0
 """Parameter count assumed (billions) for a model that is not one of the listed aliases."""
 
@@ -90,29 +101,36 @@ def expected_cost_s(key: ConfigKey, protocol: Protocol) -> float:
     return SETUP_S + (COMPILE_S if key.regime == "compiled" else 0.0) + protocol.idle_s + steps * step_s
 
 
-def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float]) -> list[list[ConfigKey]]:
-    """Each rank's share of ``keys`` by greedy LPT on ``cost``; shares keep the order of ``keys``
-    (fp16 before other quantizations, a model's batch sizes together)."""
+def expected_load_s(model: str, quant: str) -> float:
+    """A rough estimate of the seconds loading ``model`` in ``quant`` takes (once per rank)."""
+    return params_b(model) * LOAD_S_PER_BILLION_PARAMS.get(quant, LOAD_S_PER_BILLION_PARAMS["fp16"])
+
+
+def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float],
+           load_s: Callable[[str, str], float] = lambda model, quant: 0.0) -> list[list[ConfigKey]]:
+    """Each rank's share of ``keys`` by greedy LPT on ``cost``, a model's ``load_s`` counted on
+    each rank that runs it. The regimes of one (model, quant, batch size) stay on one rank: the
+    graph's tokens are checked against the eager run's. Shares keep the order of ``keys`` (fp16
+    before other quantizations, a model's batch sizes together)."""
     if ranks < 1:
         raise ValueError(f"need at least one rank, not {ranks}")
-    load = [0.0] * ranks
-    rank_of: dict[ConfigKey, int] = {}
-    for key in sorted(dict.fromkeys(keys), key=lambda k: (-cost(k), k)):
-        rank = min(range(ranks), key=lambda r: (load[r], r))
-        rank_of[key] = rank
-        load[rank] += cost(key)
-    shares: list[list[ConfigKey]] = [[] for _ in range(ranks)]
-    for key in dict.fromkeys(keys):
-        shares[rank_of[key]].append(key)
-    return shares
-
-
-
-def assign_together(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float]) -> list[list[ConfigKey]]:
-    """``assign``, keeping the regimes of one (model, quant, batch size) on one rank: the model
-    is loaded once for them, and the graph's tokens are checked against the eager run's."""
     units: dict[tuple[str, str, int], list[ConfigKey]] = {}
     for key in dict.fromkeys(keys):
         units.setdefault((key.model, key.quant, key.batch_size), []).append(key)
-    shares = assign(list(units), ranks, lambda unit: sum(cost(k) for k in units[unit]))  # type: ignore[arg-type]
-    return [[k for unit in share for k in units[unit]] for share in shares]  # type: ignore[index]
+    unit_cost = {unit: sum(cost(k) for k in members) for unit, members in units.items()}
+    busy_s = [0.0] * ranks
+    holds: list[set[tuple[str, str]]] = [set() for _ in range(ranks)]
+    rank_of: dict[tuple[str, str, int], int] = {}
+    for unit in sorted(units, key=lambda u: (-unit_cost[u], u)):
+        loaded = unit[:2]
+
+        def finish_s(r: int) -> float:
+            return busy_s[r] + unit_cost[unit] + (0.0 if loaded in holds[r] else load_s(*loaded))
+        rank = min(range(ranks), key=lambda r: (finish_s(r), r))
+        busy_s[rank] = finish_s(rank)
+        holds[rank].add(loaded)
+        rank_of[unit] = rank
+    shares: list[list[ConfigKey]] = [[] for _ in range(ranks)]
+    for unit, members in units.items():
+        shares[rank_of[unit]].extend(members)
+    return shares
