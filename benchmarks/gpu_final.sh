@@ -134,6 +134,15 @@ same = statuses("one-gpu") == statuses("two-gpus")
 ok = sum(s[-1] == "ok" for s in statuses("one-gpu"))
 print(f"1 GPU: {one:.1f} s; 2 GPUs (torchrun): {two:.1f} s; 2-GPU / 1-GPU wall time {two / one:.2f}; "
       f"{ok} ok rows; both runs measured the same configurations with the same status: {same}")
+import glob, json
+from datetime import datetime
+def at(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+for path in sorted(glob.glob(f"{sys.argv[4]}/*/run-*.json")):  # where each process's time went
+    run = json.load(open(path))
+    print(f"{'/'.join(path.split('/')[-2:])}: {len(run['configurations'])} configurations, "
+          f"{at(run['finished_utc']) - at(run['started_utc']):.0f} s from its start to its end, "
+          f"started {at(run['started_utc']) - (t0 if '/one-gpu/' in path else t1):.0f} s after the launch")
 PY
   rm -rf "$OUT/scaling/prepare"
   pack scaling
