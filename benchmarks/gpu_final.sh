@@ -138,7 +138,7 @@ import glob, json
 from datetime import datetime
 def at(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-for path in sorted(glob.glob(f"{sys.argv[4]}/*/run-*.json")):  # where each process's time went
+for path in sorted(glob.glob(f"{sys.argv[4]}/*-gpu*/run-*.json")):  # where each process's time went
     run = json.load(open(path))
     print(f"{'/'.join(path.split('/')[-2:])}: {len(run['configurations'])} configurations, "
           f"{at(run['finished_utc']) - at(run['started_utc']):.0f} s from its start to its end, "

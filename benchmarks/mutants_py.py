@@ -64,11 +64,16 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "ecomeasure/bench/shard.py", 'if key.regime != "eager" and key.quant in UNCAPTURABLE_QUANTS:',
         "if False:", ["tests/test_bench_shard.py"]),
     "load_counted_on_every_rank": (
-        "ecomeasure/bench/shard.py", "(0.0 if loaded in holds[r] else load_s(*loaded))", "load_s(*loaded)",
+        "ecomeasure/bench/shard.py", "(0 if self.held[rank][unit[:2]] else self.load_ms[unit[:2]])",
+        "self.load_ms[unit[:2]]",
         ["tests/test_bench_shard.py"]),
     "load_never_counted": (
-        "ecomeasure/bench/shard.py", "(0.0 if loaded in holds[r] else load_s(*loaded))", "0.0",
+        "ecomeasure/bench/shard.py", "(0 if self.held[rank][unit[:2]] else self.load_ms[unit[:2]])", "0",
         ["tests/test_bench_shard.py"]),
+    "plan_not_improved": (
+        "ecomeasure/bench/shard.py", "    plan.improve()\n", "", ["tests/test_bench_shard.py"]),
+    "worse_swap_kept": (
+        "ecomeasure/bench/shard.py", "self._swap(unit, other)  # back", "pass  # back", ["tests/test_bench_shard.py"]),
     "merge_ignores_where": (
         "benchmarks/merge_results.py", "and all(r.get(k) == v for k, v in (where or {}).items())]", "]",
         ["tests/test_merge_results.py"]),

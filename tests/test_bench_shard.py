@@ -2,6 +2,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecomeasure.bench import distributed, shard
 from ecomeasure.bench.runner import Protocol
@@ -109,3 +111,48 @@ def test_load_model_grows_with_size_and_with_quantization_on_load():
     assert shard.expected_load_s("mistral", "int8_pure") > shard.expected_load_s("mistral", "nf4") \
         > shard.expected_load_s("mistral", "fp16") > 0
     assert shard.expected_load_s("mistral", "unknown") == shard.expected_load_s("mistral", "fp16")
+
+
+def test_moves_gather_a_models_batch_sizes_where_lpt_alone_splits_them():
+    # The scaling sweep's shape: 9 (model, quant) x 2 batch sizes, alike in cost (10 s, 1 s loads).
+    # Greedy LPT deals the two batch sizes of each model to alternate ranks (9 loads each, 99 s);
+    # the best plan keeps 4 models whole on each rank and splits one: 90 s + 5 loads = 95 s.
+    keys = [ConfigKey(m, q, bs, "graph") for m in "abc" for q in ("fp16", "nf4", "int8_pure") for bs in (1, 4)]
+    shares = shard.assign(keys, 2, lambda k: 10.0, lambda m, q: 1.0)
+    assert _finish_s(shares, lambda k: 10.0, lambda m, q: 1.0) == [95.0, 95.0]
+    split = {k[:2] for k in shares[0]} & {k[:2] for k in shares[1]}
+    assert len(split) == 1
+
+
+costs_s = st.integers(min_value=1, max_value=60_000).map(lambda ms: ms / 1000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(("fp16", "nf4", "int8")),
+                          st.sampled_from((1, 2, 4, 8)), st.sampled_from(("eager", "graph")), costs_s),
+                min_size=1, max_size=24, unique_by=lambda t: t[:4]),
+       st.dictionaries(st.sampled_from("abcd"), costs_s), st.integers(min_value=1, max_value=5))
+def test_every_plan_is_complete_and_no_longer_than_greedy_lpt(configs, load_by_model, ranks):
+    cost = {ConfigKey(*c[:4]): c[4] for c in configs}
+    def load_s(model, quant):
+        return load_by_model.get(model, 0.0)
+    keys = list(cost)
+    shares = shard.assign(keys, ranks, cost.__getitem__, load_s)
+    assert sorted(k for share in shares for k in share) == sorted(keys)  # each exactly once
+    assert all(share == [k for k in keys if k in share] for share in shares)
+    for share in shares:  # regimes of one (model, quant, batch size) together
+        others = {k[:3] for s in shares if s is not share for k in s}
+        assert not others & {k[:3] for k in share}
+    longest = max(_finish_s(shares, cost.__getitem__, load_s))
+    # never longer than LPT alone (the moves only shorten), never shorter than a perfect split
+    units = {}
+    for k in keys:
+        units[k[:3]] = units.get(k[:3], 0.0) + cost[k]
+    busy, held = [0.0] * ranks, [set() for _ in range(ranks)]
+    for unit in sorted(units, key=lambda u: (-units[u], u)):
+        r = min(range(ranks), key=lambda r: (busy[r] + units[unit] + (0 if unit[:2] in held[r] else load_s(*unit[:2])), r))
+        busy[r] += units[unit] + (0 if unit[:2] in held[r] else load_s(*unit[:2]))
+        held[r].add(unit[:2])
+    assert longest <= max(busy) + 1e-6
+    once = sum(cost.values()) + sum(load_s(*g) for g in {k[:2] for k in keys})
+    assert longest >= once / ranks - 1e-6

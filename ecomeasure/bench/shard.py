@@ -1,12 +1,14 @@
 """Sharing a sweep's configurations among ranks (``torchrun``), balanced by expected cost.
 
-A configuration is a :class:`ConfigKey`. The configurations still to run are assigned by
-greedy longest-processing-time (LPT): most expensive first, each to the rank that would finish
-it soonest, ties to the lowest rank and the key order. A rank loads a (model, quantization)
-once for all its batch sizes, so a configuration costs its model's load only on a rank that
-does not hold that model yet: batch sizes of one model stay together unless balance needs them
-apart (splitting them would load the model twice). It is deterministic, so every rank can
-check the plan; without loads its longest rank is within 4/3 of the best possible.
+A configuration is a :class:`ConfigKey`. A rank loads a (model, quantization) once for all
+its batch sizes, so a rank's expected time is its configurations' costs plus one load per
+model it holds: splitting a model's batch sizes over ranks loads it twice. The configurations
+still to run are first dealt by greedy longest-processing-time (LPT: most expensive first, each
+to the rank that would finish it soonest), then improved by moving one configuration or
+swapping two between ranks while that shortens the ranks' times (longest first, compared in
+whole milliseconds so that it ends). Alone, LPT splits most models over ranks when their
+configurations cost alike (it balances first); the moves gather them. It is deterministic,
+so every rank can check the plan.
 
 The cost model only orders and balances work; its numbers are ROUGH ESTIMATES, not
 measurements to quote. Their sources:
@@ -32,6 +34,7 @@ measurements to quote. Their sources:
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -108,29 +111,103 @@ def expected_load_s(model: str, quant: str) -> float:
 
 def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], float],
            load_s: Callable[[str, str], float] = lambda model, quant: 0.0) -> list[list[ConfigKey]]:
-    """Each rank's share of ``keys`` by greedy LPT on ``cost``, a model's ``load_s`` counted on
+    """Each rank's share of ``keys``, balanced on ``cost`` with a model's ``load_s`` counted on
     each rank that runs it. The regimes of one (model, quant, batch size) stay on one rank: the
     graph's tokens are checked against the eager run's. Shares keep the order of ``keys`` (fp16
     before other quantizations, a model's batch sizes together)."""
     if ranks < 1:
         raise ValueError(f"need at least one rank, not {ranks}")
-    units: dict[tuple[str, str, int], list[ConfigKey]] = {}
-    for key in dict.fromkeys(keys):
-        units.setdefault((key.model, key.quant, key.batch_size), []).append(key)
-    unit_cost = {unit: sum(cost(k) for k in members) for unit, members in units.items()}
-    busy_s = [0.0] * ranks
-    holds: list[set[tuple[str, str]]] = [set() for _ in range(ranks)]
-    rank_of: dict[tuple[str, str, int], int] = {}
-    for unit in sorted(units, key=lambda u: (-unit_cost[u], u)):
-        loaded = unit[:2]
-
-        def finish_s(r: int) -> float:
-            return busy_s[r] + unit_cost[unit] + (0.0 if loaded in holds[r] else load_s(*loaded))
-        rank = min(range(ranks), key=lambda r: (finish_s(r), r))
-        busy_s[rank] = finish_s(rank)
-        holds[rank].add(loaded)
-        rank_of[unit] = rank
+    members: dict[Unit, list[ConfigKey]] = {}
+    ordered_keys = list(dict.fromkeys(keys))
+    for key in ordered_keys:
+        members.setdefault((key.model, key.quant, key.batch_size), []).append(key)
+    plan = _Plan(ranks, {unit: _ms(sum(cost(k) for k in keys_)) for unit, keys_ in members.items()},
+                 {unit[:2]: _ms(load_s(*unit[:2])) for unit in members})
+    for unit in sorted(members, key=lambda u: (-plan.cost_ms[u], u)):
+        plan.put(unit, min(range(ranks), key=lambda r: (plan.busy_ms[r] + plan.added_ms(unit, r), r)))
+    plan.improve()
     shares: list[list[ConfigKey]] = [[] for _ in range(ranks)]
-    for unit, members in units.items():
-        shares[rank_of[unit]].extend(members)
+    for key in ordered_keys:
+        shares[plan.rank_of[(key.model, key.quant, key.batch_size)]].append(key)
     return shares
+
+
+Unit = tuple[str, str, int]
+"""(model, quant, batch size): the configurations that run together on one rank."""
+
+
+def _ms(seconds: float) -> int:
+    """Whole milliseconds: exact sums, so moving a unit and back gives the same times."""
+    return round(seconds * 1000)
+
+
+class _Plan:
+    """Units on ranks, and each rank's expected busy time: its units' costs plus one load per
+    (model, quant) it holds."""
+
+    def __init__(self, ranks: int, cost_ms: dict[Unit, int], load_ms: dict[tuple[str, str], int]):
+        self.cost_ms, self.load_ms = cost_ms, load_ms
+        self.busy_ms = [0] * ranks
+        self.held: list[Counter[tuple[str, str]]] = [Counter() for _ in range(ranks)]
+        self.rank_of: dict[Unit, int] = {}
+
+    def added_ms(self, unit: Unit, rank: int) -> int:
+        """What putting ``unit`` on ``rank`` adds to its time (its load, if the rank lacks it)."""
+        return self.cost_ms[unit] + (0 if self.held[rank][unit[:2]] else self.load_ms[unit[:2]])
+
+    def put(self, unit: Unit, rank: int) -> None:
+        self.busy_ms[rank] += self.added_ms(unit, rank)
+        self.held[rank][unit[:2]] += 1
+        self.rank_of[unit] = rank
+
+    def take(self, unit: Unit) -> int:
+        """Removes ``unit`` from its rank; returns that rank."""
+        rank = self.rank_of.pop(unit)
+        self.held[rank][unit[:2]] -= 1
+        self.busy_ms[rank] -= self.added_ms(unit, rank)
+        return rank
+
+    def _times(self) -> list[int]:
+        return sorted(self.busy_ms, reverse=True)
+
+    def improve(self) -> None:
+        """Applies the first move or swap that shortens the ranks' times (the longest first,
+        then the next), until none does."""
+        units = sorted(self.rank_of)
+        best = self._times()
+        while True:
+            for unit in units:
+                home = self.rank_of[unit]
+                for rank in range(len(self.busy_ms)):
+                    if rank == home:
+                        continue
+                    self.take(unit)
+                    self.put(unit, rank)
+                    if self._times() < best:
+                        break
+                    self.take(unit)
+                    self.put(unit, home)
+                else:
+                    continue
+                break
+            else:
+                for i, unit in enumerate(units):
+                    for other in units[i + 1:]:
+                        if self._swap(unit, other) and self._times() < best:
+                            break
+                        self._swap(unit, other)  # back (a no-op if both were on one rank)
+                    else:
+                        continue
+                    break
+                else:
+                    return
+            best = self._times()
+
+    def _swap(self, unit: Unit, other: Unit) -> bool:
+        """Exchanges the ranks of ``unit`` and ``other``; False (nothing done) if they share one."""
+        if self.rank_of[unit] == self.rank_of[other]:
+            return False
+        rank, other_rank = self.take(unit), self.take(other)
+        self.put(unit, other_rank)
+        self.put(other, rank)
+        return True
