@@ -85,6 +85,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "stability_ignores_first_flag": (
         "benchmarks/readme_tables.py", "first_flagged += flags[0]", "first_flagged += 0",
         ["tests/test_readme_tables.py::test_stability_table_counts_cold_first_iterations_by_todays_rule"]),
+    "scaling_ratio_inverted": (
+        "benchmarks/readme_tables.py", 'f"**{two_s / one_s:.3f}**"', 'f"**{one_s / two_s:.3f}**"',
+        ["tests/test_readme_tables.py::test_scaling_table_reads_what_the_scaling_script_writes"]),
+    "scaling_same_always_yes": (
+        "benchmarks/readme_tables.py", '"yes" if wall["same"] == "True" else "**no**"', '"yes"',
+        ["tests/test_readme_tables.py::test_scaling_table_reads_what_the_scaling_script_writes"]),
     "nvjet_not_matmul": (
         "benchmarks/decode_speed.py", '("nvjet", "gemv"', '("gemv"', ["tests/test_decode_speed.py"]),
 }

@@ -24,7 +24,10 @@ Kinds:
 - ``stability``: per regime, how steady a results directory's iterations were: throughput CV,
   the first iteration's duration over the median's, and the iterations the benchmark's current
   outlier rule flags (recomputed from iterations.csv, so rows written under an older rule are
-  judged by today's).
+  judged by today's);
+- ``scaling``: a folder of ``gpu_final.sh scaling`` runs (one subfolder each, with its
+  scaling.txt): per run, the wall times on one GPU and on two, their ratio, and where each
+  process's time went.
 
 ``bench``, ``unavailable`` and ``stability`` take filters after the path, ``column=value``
 (e.g. ``model=mistral``), ``column>=value`` or ``column<=value`` (text order, e.g.
@@ -217,9 +220,41 @@ def stability_table(results_dir: Path, filters: dict[str, str] | None = None) ->
                      "any iteration an outlier"], rows)
 
 
+SCALING_WALL = re.compile(r"1 GPU: (?P<one>[\d.]+) s; 2 GPUs \(torchrun\): (?P<two>[\d.]+) s; .*?(?P<ok>\d+) ok rows; "
+                          r"both runs measured the same configurations with the same status: (?P<same>True|False)")
+SCALING_PROCESS = re.compile(r"(?P<run>one-gpu|two-gpus)/run-\w+?(?:-rank(?P<rank>\d+))?\.json: (?P<n>\d+) configurations, "
+                             r"(?P<work>\d+) s from its start to its end, started (?P<start>-?\d+) s after the launch")
+
+
+def scaling_table(folder: Path) -> str:
+    """Per run (a subfolder with the scaling.txt that ``gpu_final.sh scaling`` writes): wall
+    time on one GPU and on two with torchrun, their ratio, and each process's start-up and
+    work (its configurations, from its start to its end)."""
+    rows = []
+    for text_file in sorted(folder.glob("*/scaling.txt")):
+        text = text_file.read_text()
+        wall = SCALING_WALL.search(text)
+        if wall is None:
+            raise TableError(f"{text_file} has no wall-time line")
+        processes = {(m["run"], m["rank"]): m for m in SCALING_PROCESS.finditer(text)}
+        one = processes.get(("one-gpu", None))
+        ranks = sorted((k[1], m) for k, m in processes.items() if k[0] == "two-gpus")
+        if one is None or not ranks:
+            raise TableError(f"{text_file} lacks the one-GPU or the ranks' process lines")
+        one_s, two_s = float(wall["one"]), float(wall["two"])
+        rows.append([text_file.parent.name, wall["ok"], f"{one_s:.1f}", f"{one['start']} + {one['work']}",
+                     f"{two_s:.1f}", " / ".join(f"{m['start']} + {m['work']}" for _, m in ranks),
+                     f"**{two_s / one_s:.3f}**", "yes" if wall["same"] == "True" else "**no**"])
+    if not rows:
+        raise TableError(f"{folder} has no */scaling.txt")
+    return markdown(["run", "ok rows", "1 GPU, s", "its start-up + work, s", "2 GPUs, s",
+                     "rank 0 / rank 1 start-up + work, s", "2 GPUs / 1 GPU", "same rows and status"], rows)
+
+
 KINDS: dict[str, Callable[..., str]] = {"bench": bench_table, "unavailable": unavailable_table,
                                         "validation": validation_table, "sampler": sampler_table,
-                                        "peers": peers_table, "stability": stability_table}
+                                        "peers": peers_table, "stability": stability_table,
+                                        "scaling": scaling_table}
 FILTERED = {"bench", "unavailable", "stability"}
 
 

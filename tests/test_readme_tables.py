@@ -240,3 +240,47 @@ def test_stability_table_counts_cold_first_iterations_by_todays_rule(tmp_path):
     first, low, high = re.match(r"(\S+) \((\S+)-(\S+)\)", row[3]).groups()
     assert float(high) == pytest.approx(2.0, abs=0.01) and float(low) == pytest.approx(1.0, abs=0.01)
     assert row[4:] == ["1", "1"]
+
+
+def _scaling_run(folder: Path, one_s: float, two_s: float, same: bool = True) -> None:
+    """A scaling run as ``gpu_final.sh scaling`` leaves it: both results directories and its
+    scaling.txt, written by the script's own summary code (taken from gpu_final.sh)."""
+    import subprocess
+    import sys
+    script = (ROOT / "benchmarks" / "gpu_final.sh").read_text()
+    summary = script.split("<<'PY' | tee \"$OUT/scaling/scaling.txt\"\n", 1)[1].split("\nPY\n", 1)[0]
+    t0 = 1_790_000_000.0
+    launches = {"one-gpu": t0, "two-gpus": t0 + one_s}
+    for run, ranks in (("one-gpu", [None]), ("two-gpus", [0, 1])):
+        (folder / run).mkdir(parents=True)
+        statuses = ["ok", "ok", "unavailable" if (run == "one-gpu" or same) else "failed"]
+        with open(folder / run / "results.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["model", "quant", "batch_size", "status"])
+            writer.writerows([["m", q, "1", s] for q, s in zip(("fp16", "nf4", "int8"), statuses)])
+        for rank in ranks:
+            start = launches[run] + 5
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+            end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 40))
+            name = f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(start))}" \
+                + ("" if rank is None else f"-rank{rank}") + ".json"
+            (folder / run / name).write_text(json.dumps({"started_utc": stamp, "finished_utc": end,
+                                                         "configurations": [{}, {}]}))
+    out = subprocess.run([sys.executable, "-", str(t0), str(t0 + one_s), str(t0 + one_s + two_s), str(folder)],
+                         input=summary, capture_output=True, text=True, check=True).stdout
+    (folder / "scaling.txt").write_text(out)
+
+
+def test_scaling_table_reads_what_the_scaling_script_writes(tmp_path):
+    _scaling_run(tmp_path / "runs" / "a", 200.0, 110.0)
+    _scaling_run(tmp_path / "runs" / "b", 200.0, 130.0, same=False)
+    table = readme_tables.scaling_table(tmp_path / "runs")
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [r[0].strip("| ") for r in rows] == ["a", "b"]
+    assert rows[0][1] == "2" and rows[0][2] == "200.0" and rows[0][4] == "110.0"
+    assert rows[0][3] == "5 + 40" and rows[0][5] == "5 + 40 / 5 + 40"
+    assert rows[0][6] == "**0.550**" and rows[1][6] == "**0.650**"
+    assert rows[0][7].rstrip(" |") == "yes" and rows[1][7].rstrip(" |") == "**no**"
+    (tmp_path / "runs" / "b" / "scaling.txt").write_text("nothing here\n")
+    with pytest.raises(readme_tables.TableError):
+        readme_tables.scaling_table(tmp_path / "runs")
