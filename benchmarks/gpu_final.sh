@@ -22,7 +22,9 @@
 #   concurrency  eager alone vs beside a busy rank, pinned and not (benchmarks/concurrency.sh)
 #   scaling   the small models' graph rows (batch 1; 4 and 8 for qwen2-1.5b) on 1 GPU, then the
 #             same sweep on 2 GPUs with torchrun; wall times, and a check that both measured alike
-#             (SCALING_SWEEP=one: one command over their fp16 nf4 int8_pure at batch 1 and 4)
+#             (SCALING_SWEEP=one: one command over their fp16 nf4 int8_pure at batch 1 and 4;
+#             SCALING_MODELS and SCALING_BATCHES widen it, e.g. SCALING_MODELS="tinyllama
+#             qwen2-1.5b qwen2.5-3b phi3-mini": a longer sweep to share its start-up)
 #   build     only installs (also done before any other part)
 #   packall   packs every folder left under $OUT (dataset/ once all writers are done)
 set -uo pipefail
@@ -103,13 +105,15 @@ concurrency() {
 scaling() {
   mkdir -p "$OUT/scaling"
   # Graph rows: the GPU-bound regime, whose figures do not depend on a neighbour's host load.
-  local models=(--model tinyllama qwen2-1.5b qwen2.5-3b) quants=(--quant fp16 nf4 int8 int8_pure)
+  # shellcheck disable=SC2206
+  local models=(--model ${SCALING_MODELS:-tinyllama qwen2-1.5b qwen2.5-3b}) quants=(--quant fp16 nf4 int8 int8_pure)
   local proto=("${PROTO[@]:0:10}" --weights-dir /tmp/weights --regime graph)
   CUDA_VISIBLE_DEVICES=0 bench "${models[@]}" --new-tokens 1 --warmup 0 --iterations 1 --idle-seconds 0 \
     --regime eager --weights-dir /tmp/weights --out "$OUT/scaling/prepare" > /dev/null 2>&1
   run_sweep() {  # run_sweep LAUNCHER... : the sweep into $dir
     if [ "${SCALING_SWEEP:-}" = one ]; then  # one command, 18 measured configurations: a start paid once
-      "$@" "${models[@]}" --quant fp16 nf4 int8_pure --batch-size 1 4 "${proto[@]}" --out "$dir"
+      # shellcheck disable=SC2086
+      "$@" "${models[@]}" --quant fp16 nf4 int8_pure --batch-size ${SCALING_BATCHES:-1 4} "${proto[@]}" --out "$dir"
     else
       "$@" "${models[@]}" "${quants[@]}" --batch-size 1 "${proto[@]}" --out "$dir" && \
       "$@" --model qwen2-1.5b --quant fp16 int8_pure --batch-size 4 8 "${proto[@]}" --out "$dir"
