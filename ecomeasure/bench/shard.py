@@ -171,37 +171,38 @@ class _Plan:
         return sorted(self.busy_ms, reverse=True)
 
     def improve(self) -> None:
-        """Applies the first move or swap that shortens the ranks' times (the longest first,
-        then the next), until none does."""
+        """Applies the first move, else the first swap, that shortens the ranks' times (the
+        longest first, then the next), until none does. Each one strictly shortens them, so
+        it ends."""
         units = sorted(self.rank_of)
+        while self._moved_one(units) or self._swapped_two(units):
+            pass
+
+    def _moved_one(self, units: list[Unit]) -> bool:
+        """Moves the first unit whose move to another rank shortens the times; False if none."""
         best = self._times()
-        while True:
-            for unit in units:
-                home = self.rank_of[unit]
-                for rank in range(len(self.busy_ms)):
-                    if rank == home:
-                        continue
+        for unit in units:
+            home = self.rank_of[unit]
+            for rank in range(len(self.busy_ms)):
+                if rank != home:
                     self.take(unit)
                     self.put(unit, rank)
                     if self._times() < best:
-                        break
+                        return True
                     self.take(unit)
                     self.put(unit, home)
-                else:
-                    continue
-                break
-            else:
-                for i, unit in enumerate(units):
-                    for other in units[i + 1:]:
-                        if self._swap(unit, other) and self._times() < best:
-                            break
-                        self._swap(unit, other)  # back (a no-op if both were on one rank)
-                    else:
-                        continue
-                    break
-                else:
-                    return
-            best = self._times()
+        return False
+
+    def _swapped_two(self, units: list[Unit]) -> bool:
+        """Swaps the first two units of two ranks whose swap shortens the times; False if none."""
+        best = self._times()
+        for i, unit in enumerate(units):
+            for other in units[i + 1:]:
+                if self._swap(unit, other):
+                    if self._times() < best:
+                        return True
+                    self._swap(unit, other)  # back
+        return False
 
     def _swap(self, unit: Unit, other: Unit) -> bool:
         """Exchanges the ranks of ``unit`` and ``other``; False (nothing done) if they share one."""
