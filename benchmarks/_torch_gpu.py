@@ -1,13 +1,32 @@
-"""The NVML index of the GPU torch is using, for the benchmark scripts."""
+"""What the decode scripts share: their options, the model and prompt loaded as the bench loads
+them, and the NVML index of the GPU torch is using. Imports torch only when called, so that
+``--help`` and bad options answer at once."""
+import argparse
 import sys
+from pathlib import Path
 
-import torch
 
-from ecomeasure import Meter
+def decoding_parser(doc: str, *, model: str, new_tokens: int, batch_size: bool = True) -> argparse.ArgumentParser:
+    """A parser with the options every decode script takes (what to load, on which device, and
+    where to write), titled by the first paragraph of ``doc``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--model", default=model)
+    p.add_argument("--quant", default="fp16")
+    if batch_size:
+        p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--new-tokens", type=int, default=new_tokens)
+    p.add_argument("--device", default="cuda:0")
+    p.add_argument("--weights-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    return p
 
 
 def nvml_index_of_current_device() -> int:
     """By UUID: CUDA_VISIBLE_DEVICES renumbers torch's devices, not NVML's."""
+    import torch
+
+    from ecomeasure import Meter
+
     uuid = torch.cuda.get_device_properties(torch.cuda.current_device()).uuid
     probe = Meter(start=False)
     try:

@@ -14,12 +14,10 @@ Writes DIR/decode_speed.json and prints a table; no meter runs (this measures sp
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 # Inductor options of each compiled variant (``torch.compile(..., options=...)``).
@@ -98,21 +96,15 @@ def time_steps(decoder: Any, steps: int, repeats: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mistral")
-    p.add_argument("--quant", default="fp16")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--new-tokens", type=int, default=128)
+    from _torch_gpu import decoding_parser, load_for_decoding
+
+    p = decoding_parser(__doc__, model="mistral", new_tokens=128)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--device", default="cuda:0")
-    p.add_argument("--weights-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
     import torch
 
-    from _torch_gpu import load_for_decoding
     from ecomeasure import generation, roofline
 
     hardware, resolved, model, prompt = load_for_decoding(args.model, args.quant, args.batch_size, args.device,

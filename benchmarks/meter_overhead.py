@@ -14,27 +14,20 @@ summary to DIR/meter_overhead.json.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mistral")
-    p.add_argument("--quant", default="fp16")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--new-tokens", type=int, default=256)
+    from _torch_gpu import decoding_parser, load_for_decoding
+
+    p = decoding_parser(__doc__, model="mistral", new_tokens=256)
     p.add_argument("--pairs", type=int, default=12)
-    p.add_argument("--device", default="cuda:0")
-    p.add_argument("--weights-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.pairs < 10:
         p.error("--pairs must be at least 10")
@@ -42,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from scipy import stats
 
-    from _torch_gpu import load_for_decoding
     from ecomeasure import Meter, generation
 
     hardware, _, model, prompt = load_for_decoding(args.model, args.quant, args.batch_size, args.device,

@@ -13,11 +13,9 @@ Writes DIR/prefill_numerics-<model>-<quant>.json and prints one line per backend
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -31,19 +29,14 @@ def kv(decoder: Any) -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="phi3-mini")
-    p.add_argument("--quant", default="fp16")
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--device", default="cuda:0")
-    p.add_argument("--weights-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, required=True)
+    from _torch_gpu import decoding_parser, load_for_decoding
+
+    p = decoding_parser(__doc__, model="phi3-mini", new_tokens=64, batch_size=False)
     args = p.parse_args(argv)
 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from _torch_gpu import load_for_decoding
     from ecomeasure import generation
 
     _, _, model, prompt = load_for_decoding(args.model, args.quant, 1, args.device, args.weights_dir)

@@ -120,7 +120,7 @@ def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], fl
     members: dict[Unit, list[ConfigKey]] = {}
     ordered_keys = list(dict.fromkeys(keys))
     for key in ordered_keys:
-        members.setdefault((key.model, key.quant, key.batch_size), []).append(key)
+        members.setdefault(key[:3], []).append(key)
     plan = _Plan(ranks, {unit: _ms(sum(cost(k) for k in keys_)) for unit, keys_ in members.items()},
                  {unit[:2]: _ms(load_s(*unit[:2])) for unit in members})
     for unit in sorted(members, key=lambda u: (-plan.cost_ms[u], u)):
@@ -128,12 +128,13 @@ def assign(keys: Sequence[ConfigKey], ranks: int, cost: Callable[[ConfigKey], fl
     plan.improve()
     shares: list[list[ConfigKey]] = [[] for _ in range(ranks)]
     for key in ordered_keys:
-        shares[plan.rank_of[(key.model, key.quant, key.batch_size)]].append(key)
+        shares[plan.rank_of[key[:3]]].append(key)
     return shares
 
 
 Unit = tuple[str, str, int]
-"""(model, quant, batch size): the configurations that run together on one rank."""
+"""(model, quant, batch size), a key's first three fields: the configurations that run together
+on one rank."""
 
 
 def _ms(seconds: float) -> int:
@@ -167,6 +168,12 @@ class _Plan:
         self.busy_ms[rank] -= self.added_ms(unit, rank)
         return rank
 
+    def move(self, unit: Unit, rank: int) -> int:
+        """Moves ``unit`` to ``rank``; returns the rank it was on."""
+        home = self.take(unit)
+        self.put(unit, rank)
+        return home
+
     def _times(self) -> list[int]:
         return sorted(self.busy_ms, reverse=True)
 
@@ -185,12 +192,10 @@ class _Plan:
             home = self.rank_of[unit]
             for rank in range(len(self.busy_ms)):
                 if rank != home:
-                    self.take(unit)
-                    self.put(unit, rank)
+                    self.move(unit, rank)
                     if self._times() < best:
                         return True
-                    self.take(unit)
-                    self.put(unit, home)
+                    self.move(unit, home)
         return False
 
     def _swapped_two(self, units: list[Unit]) -> bool:
@@ -208,7 +213,5 @@ class _Plan:
         """Exchanges the ranks of ``unit`` and ``other``; False (nothing done) if they share one."""
         if self.rank_of[unit] == self.rank_of[other]:
             return False
-        rank, other_rank = self.take(unit), self.take(other)
-        self.put(unit, other_rank)
-        self.put(other, rank)
+        self.move(other, self.move(unit, self.rank_of[other]))
         return True
