@@ -19,10 +19,6 @@ import sys
 from typing import Any
 
 
-def first_difference(a: Any, b: Any) -> int | None:
-    differs = (a != b).any(dim=0).nonzero()
-    return int(differs[0]) if len(differs) else None
-
 
 def kv(decoder: Any) -> list[Any]:
     return [t.clone() for layer in decoder.cache.layers for t in (layer.keys, layer.values)]
@@ -38,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from ecomeasure import generation
+    from ecomeasure.generation import first_difference
 
     _, _, model, prompt = load_for_decoding(args.model, args.quant, 1, args.device, args.weights_dir)
     eager = generation.generate(model, prompt, args.new_tokens).token_ids.cpu()

@@ -199,10 +199,10 @@ class StaticDecoder:
 
     The step reads the current token and its position from fixed tensors and writes the
     next token back into them, so a replay needs nothing from the host: the host queues
-    ``new_tokens - 1`` replays and never waits for the GPU. The prompt (prefill) runs
-    uncaptured (its shape differs from a step's). ``capture=False`` runs the same step
-    without a graph (the CPU, or to check a capture); ``compile=True`` compiles the step's
-    forward pass (``torch.compile``, static shapes) before it is captured.
+    ``new_tokens - 1`` replays and never waits for the GPU. The prompt (prefill) is captured
+    in a graph of its own (``_capture`` says when it runs uncaptured). ``capture=False`` runs
+    the same step without a graph (the CPU, or to check a capture); ``compile=True`` compiles
+    the step's forward pass (``torch.compile``, static shapes) before it is captured.
 
     Construct it once per (model, prompt); ``generate`` may then run any number of times for
     up to ``max_new_tokens`` tokens.
@@ -314,13 +314,13 @@ class StaticDecoder:
                     reference = from_graph
                     if not torch.equal(from_graph, uncaptured):
                         self.notes.append("captured prefill: greedy tokens part from the uncaptured prefill's "
-                                          f"at token {_first_difference(uncaptured, from_graph)}")
+                                          f"at token {first_difference(uncaptured, from_graph)}")
             self.graph = graph
             captured = self._decode_ids(steps)
         if not torch.equal(reference, captured):
             self.graph = self.prefill_graph = None
             raise GraphUnavailableError("replays differ from the uncaptured step at token "
-                                        f"{_first_difference(reference, captured)}")
+                                        f"{first_difference(reference, captured)}")
 
     def _warm_up(self) -> None:
         """The prefill and a few steps on a side stream (lazy initialisations, library handles,
@@ -374,9 +374,10 @@ class StaticDecoder:
         return Timing(begin, first, end, new_tokens * self.prompt.batch_size, self._out[:, :new_tokens])
 
 
-def _first_difference(a: Any, b: Any) -> int:
-    """The first token column in which two ``[batch, tokens]`` id tensors differ."""
-    return int((a != b).any(dim=0).nonzero()[0])
+def first_difference(a: Any, b: Any) -> int | None:
+    """The first token column in which two ``[batch, tokens]`` id tensors differ; None if none."""
+    differs = (a != b).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else None
 
 
 def _captured(work: Callable[[], None]) -> Any:

@@ -295,3 +295,13 @@ def test_a_step_whose_replay_changes_the_tokens_makes_the_regime_unavailable(mod
     prompt = generation.build_prompt(model, None, SPEC, batch_size=1)
     with pytest.raises(generation.GraphUnavailableError, match="replays differ from the uncaptured step at token 2"):
         generation.StaticDecoder(model, prompt, 10, capture=True)
+
+
+def test_first_difference_names_the_first_parting_column_or_none():
+    first_difference = generation.first_difference
+    a = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    b = a.clone()
+    assert first_difference(a, b) is None
+    b[1, 2] = 0
+    b[0, 3] = 0
+    assert first_difference(a, b) == 2
