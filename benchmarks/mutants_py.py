@@ -45,6 +45,10 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "prefill_never_captured": (
         "ecomeasure/generation.py", "prefill_graph = _captured(self._prefill)", "prefill_graph = None",
         ["tests/test_bench_generation.py"]),
+    "parting_from_eager_unseen": (
+        "ecomeasure/bench/sweep.py", "run.same_tokens_as_eager = eager.shape == ids.shape and parting is None",
+        "run.same_tokens_as_eager = True",
+        ["tests/test_bench_generation.py::test_graph_tokens_are_checked_against_the_eager_runs_and_a_parting_is_noted"]),
     "decoder_notes_dropped": (
         "ecomeasure/bench/sweep.py", "run.notes.extend(notes)", "pass",
         ["tests/test_bench_errors.py::test_what_the_decoder_notes_reaches_the_row"]),

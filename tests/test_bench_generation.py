@@ -305,3 +305,27 @@ def test_first_difference_names_the_first_parting_column_or_none():
     b[1, 2] = 0
     b[0, 3] = 0
     assert first_difference(a, b) == 2
+
+
+def test_graph_tokens_are_checked_against_the_eager_runs_and_a_parting_is_noted():
+    from types import SimpleNamespace
+
+    from ecomeasure.bench.sweep import Sweep
+
+    sweep = SimpleNamespace(_eager_tokens={})
+
+    def check(regime, ids):
+        run = SimpleNamespace(token_ids=ids, notes=[], same_tokens_as_eager=None)
+        Sweep._check_tokens(sweep, "m", "fp16", 1, regime, run)
+        return run
+
+    eager = torch.tensor([[1, 2, 3, 4, 5]])
+    assert check("eager", eager).same_tokens_as_eager is None  # eager is the reference
+    same = check("graph", eager.clone())
+    assert same.same_tokens_as_eager is True and same.notes == []
+    parted = eager.clone()
+    parted[0, 3] = 9
+    run = check("graph", parted)
+    assert run.same_tokens_as_eager is False and run.notes == ["tokens differ from the eager regime's from token 3"]
+    run = check("graph", eager[:, :4])
+    assert run.same_tokens_as_eager is False and run.notes == ["tokens differ from the eager regime's"]

@@ -292,10 +292,10 @@ class Sweep:
         eager = self._eager_tokens.get(key)
         if ids is None or eager is None:
             return
-        run.same_tokens_as_eager = bool(eager.shape == ids.shape and (eager == ids).all())
+        parting = generation.first_difference(eager, ids) if eager.shape == ids.shape else None
+        run.same_tokens_as_eager = eager.shape == ids.shape and parting is None
         if not run.same_tokens_as_eager:
-            differs = (eager != ids).any(dim=0).nonzero() if eager.shape == ids.shape else None
-            where = f" from token {int(differs[0])}" if differs is not None and len(differs) else ""
+            where = f" from token {parting}" if parting is not None else ""
             run.notes.append(f"tokens differ from the eager regime's{where}")
 
     # writing ---------------------------------------------------------------------------
