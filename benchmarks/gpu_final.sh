@@ -111,7 +111,7 @@ scaling() {
   CUDA_VISIBLE_DEVICES=0 bench "${models[@]}" --new-tokens 1 --warmup 0 --iterations 1 --idle-seconds 0 \
     --regime eager --weights-dir /tmp/weights --out "$OUT/scaling/prepare" > /dev/null 2>&1
   run_sweep() {  # run_sweep LAUNCHER... : the sweep into $dir
-    if [ "${SCALING_SWEEP:-}" = one ]; then  # one command, 18 measured configurations: a start paid once
+    if [ "${SCALING_SWEEP:-}" = one ]; then  # one command (18 configurations by default): a start paid once
       # shellcheck disable=SC2086
       "$@" "${models[@]}" --quant fp16 nf4 int8_pure --batch-size ${SCALING_BATCHES:-1 4} "${proto[@]}" --out "$dir"
     else
@@ -119,14 +119,18 @@ scaling() {
       "$@" --model qwen2-1.5b --quant fp16 int8_pure --batch-size 4 8 "${proto[@]}" --out "$dir"
     fi
   }
-  local t0 t1 t2 dir
-  t0=$(date +%s.%3N)
+  local t0 t1 t2 dir mono1 mono2
+  monotonic() { python3 -c 'import time; print(time.monotonic())'; }
+  gpu_state() { nvidia-smi --query-gpu=index,persistence_mode,pstate,clocks.sm,power.draw --format=csv,noheader; }
+  { echo "before both runs (persistence mode: whether an idle GPU stays initialized):"; gpu_state; } > "$OUT/scaling/gpu-state.txt" 2>&1
+  mono1=$(monotonic); t0=$(date +%s.%3N)
   dir="$OUT/scaling/one-gpu"; CUDA_VISIBLE_DEVICES=0 run_sweep python3 -m ecomeasure.bench \
     > "$OUT/scaling/one-gpu.log" 2>&1
-  t1=$(date +%s.%3N)
+  t1=$(date +%s.%3N); mono2=$(monotonic)  # its ~30 ms count against the 2-GPU run
   dir="$OUT/scaling/two-gpus"; run_sweep python3 -m torch.distributed.run --standalone --nproc-per-node 2 \
     -m ecomeasure.bench > "$OUT/scaling/two-gpus.log" 2>&1
   t2=$(date +%s.%3N)
+  { echo "after both runs:"; gpu_state; } >> "$OUT/scaling/gpu-state.txt" 2>&1
   python3 - "$t0" "$t1" "$t2" "$OUT/scaling" <<'PY' | tee "$OUT/scaling/scaling.txt"
 import csv, sys
 t0, t1, t2 = map(float, sys.argv[1:4])
@@ -148,6 +152,10 @@ for path in sorted(glob.glob(f"{sys.argv[4]}/*-gpu*/run-*.json")):  # where each
           f"{at(run['finished_utc']) - at(run['started_utc']):.0f} s from its start to its end, "
           f"started {at(run['started_utc']) - (t0 if '/one-gpu/' in path else t1):.0f} s after the launch")
 PY
+  # Where each process's time went (benchmarks/sweep_timeline.py), from its run file's marks.
+  { python3 "$repo/benchmarks/sweep_timeline.py" --launched-at "$mono1" "$OUT"/scaling/one-gpu/run-*.json
+    python3 "$repo/benchmarks/sweep_timeline.py" --launched-at "$mono2" "$OUT"/scaling/two-gpus/run-*.json
+  } | tee -a "$OUT/scaling/scaling.txt"
   rm -rf "$OUT/scaling/prepare"
   pack scaling
 }

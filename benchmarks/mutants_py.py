@@ -97,6 +97,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/test_readme_tables.py::test_scaling_table_reads_what_the_scaling_script_writes"]),
     "nvjet_not_matmul": (
         "benchmarks/decode_speed.py", '("nvjet", "gemv"', '("gemv"', ["tests/test_decode_speed.py"]),
+    "timeline_prepared_after_measuring": (
+        "ecomeasure/bench/sweep.py", "            marks[\"prepared\"] = time.monotonic()\n", "",
+        ["tests/test_bench_cli.py::test_run_file_has_a_timeline_that_adds_up"]),
+    "timeline_load_counted_per_configuration": (
+        "benchmarks/sweep_timeline.py", "if load != last_load and", "if",
+        ["tests/test_bench_cli.py::test_run_file_has_a_timeline_that_adds_up"]),
 }
 
 

@@ -164,6 +164,38 @@ def test_run_file_records_the_configuration(run):
     assert all(c["reference"]["samples"] > 0 for c in configs)
 
 
+def test_run_file_has_a_timeline_that_adds_up(run):
+    """The monotonic marks place each configuration's idle window inside its measuring, and
+    benchmarks/sweep_timeline.py's parts add up to the process's life."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import sweep_timeline
+
+    path = next(run.out.glob("run-*.json"))
+    info = json.loads(path.read_text())
+    marks = info["monotonic_s"]
+    assert marks["process_started"] < marks["main"] <= marks["ready"] <= marks["finished"]
+    assert 0 < marks["main"] - marks["process_started"] < 120  # the interpreter and the CLI's imports
+    configs = info["configurations"]
+    previous_written = marks["ready"]
+    for c in configs:
+        m = c["monotonic_s"]
+        assert m["load"][0] < m["load"][1] <= m["begin"] < m["prepared"] < m["measured"] <= m["written"]
+        assert previous_written <= m["begin"] and m["written"] <= marks["finished"]
+        idle_start, idle_end = c["idle_window_s"]
+        assert m["prepared"] < idle_start < idle_end <= m["measured"]
+        previous_written = m["written"]
+    # One load per quantization, shared by its batch sizes and regimes.
+    assert len({tuple(c["monotonic_s"]["load"]) for c in configs}) == len(QUANTS)
+    parts = sweep_timeline.parts_s(info)
+    assert all(v >= 0 for v in parts.values()), parts
+    assert sum(parts.values()) == pytest.approx(marks["finished"] - marks["process_started"], abs=1e-6)
+    assert parts["measure"] >= 0.5 * len(configs)  # each holds its 0.5 s idle window
+    assert parts["loads"] == pytest.approx(sum(b - a for a, b in {tuple(c["monotonic_s"]["load"]) for c in configs}))
+    lines = sweep_timeline.describe(path, launched_at_s=marks["process_started"] - 1.0)
+    assert "process started 1.0 s after the launch" in lines[0] and f"({len(configs)} configurations)" in lines[0]
+    assert lines[1].count("bs=") == len(configs)
+
+
 def test_summary_table_and_progress_are_printed(run):
     assert "tiny-llama-test" in run.done.stdout and "J/1k" in run.done.stdout
     assert "Fake H200" in run.done.stderr

@@ -150,6 +150,7 @@ def _run_file(store: ResultsDir, suffix: str = "") -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; returns the exit status."""
+    main_s = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
     display = Display()
@@ -212,7 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 "protocol": dataclasses.asdict(options.protocol),
                 "environment": environment.environment(hardware), "configurations": [],
-                "cpu_affinity": sorted(os.sched_getaffinity(0))}
+                "cpu_affinity": sorted(os.sched_getaffinity(0)),
+                # On the meter's clock: the imports end at "main"; the setup (devices, NVML,
+                # the ranks' group) at "ready".
+                "monotonic_s": {"process_started": environment.process_started_s(), "main": main_s}}
     store.write_json(run_file, run_info)
     sweep = Sweep(options, hardware, store, display, versions, run_file, run_info)
     if rank is not None:
@@ -226,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares = distributed.from_main(shares)
         sweep.only = frozenset(shares[rank.rank])
         run_info["distributed"] = {**rank.to_dict(), "pinned_cpus": pinned_cpus, "share": shares[rank.rank]}
+    run_info["monotonic_s"]["ready"] = time.monotonic()
     interrupted, status_interrupted = False, 130
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
@@ -239,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous_sigterm)
     run_info.update(finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), interrupted=interrupted,
                     written=len(sweep.written), failed=len(sweep.failed), skipped=len(sweep.skipped))
+    run_info["monotonic_s"]["finished"] = time.monotonic()
     store.write_json(run_file, run_info)
     peer_failure = None
     if rank is not None:

@@ -6,7 +6,9 @@ import os
 import platform
 import re
 import sys
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import NVMLUnavailableError, __version__
@@ -82,6 +84,19 @@ def find_hardware(device: str) -> Hardware:
     return Hardware(device, EnergySetup(gpu.index, library), gpu, driver)
 
 
+def process_started_s() -> float | None:
+    """When this process started, on the monotonic clock (the clock of the meter and of every
+    window), so that a run file can say how long the imports took; None where /proc is not.
+    ``/proc/self/stat``'s start time counts clock ticks since boot (10 ms resolution)."""
+    try:
+        after_name = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        since_boot_s = int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22; the list starts at field 3
+        boot_to_monotonic_s = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return since_boot_s - boot_to_monotonic_s
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -107,5 +122,5 @@ def environment(hardware: Hardware) -> dict[str, Any]:
     return {"hardware": hardware.to_dict(), "versions": versions(), "platform": platform.platform(),
             "executable": sys.executable,
             "env": {k: v for k, v in os.environ.items()
-                    if k.startswith(("CUDA_", "HF_", "ECOMEASURE_", "PYTORCH_"))
+                    if k.startswith(("CUDA_", "HF_", "ECOMEASURE_", "PYTORCH_", "OMP_"))
                     and not any(s in k for s in ("TOKEN", "KEY", "SECRET", "PASSWORD"))}}

@@ -65,6 +65,8 @@ class Loaded:
     model: Any
     tokenizer: Any
     params_b: float
+    load_s: tuple[float, float] = (math.nan, math.nan)
+    """When the load began and ended, on the monotonic clock."""
 
 
 @dataclass
@@ -183,7 +185,7 @@ class Sweep:
         self.display.log(f"{resolved.model} {quant}: loaded in {time.monotonic() - started:.1f} s "
                          f"({params:,} parameters, "
                          f"{'tokenizer' if tokenizer is not None else 'no tokenizer: prompt of estimated length'})")
-        return Loaded(resolved, model, tokenizer, params / 1e9)
+        return Loaded(resolved, model, tokenizer, params / 1e9, (started, time.monotonic()))
 
     @property
     def bandwidth(self) -> roofline.Bandwidth:
@@ -240,12 +242,16 @@ class Sweep:
         def step(what: str) -> None:
             progress.update(config_task, description=f"{label}: {what}", advance=1)
         prompt, run, unavailable = None, None, ""
+        # Where the configuration's time went, on the meter's clock (the run file's timeline).
+        marks = {"load": list(loaded.load_s), "begin": time.monotonic()}
         try:
             prompt = generation.build_prompt(loaded.model, loaded.tokenizer, loaded.weights.spec,
                                              batch_size, seed=self.options.seed)
             generate, notes = self._generator(regime, loaded.model, prompt)
+            marks["prepared"] = time.monotonic()
             run = run_configuration(generate, self.options.protocol, self.hardware.energy,
                                     synchronize=self._synchronize(), step=step)
+            marks["measured"] = time.monotonic()
             run.notes.extend(notes)
         except KeyboardInterrupt:
             raise
@@ -255,16 +261,17 @@ class Sweep:
             self.display.warn(f"{label}: failed: {describe(exc)}")
             if not is_out_of_memory(exc):
                 self.display.log(traceback.format_exc())
-            self._record_failure(self._context(model, quant, batch_size, regime, loaded, prompt), describe(exc))
+            self._record_failure(self._context(model, quant, batch_size, regime, loaded, prompt), describe(exc),
+                                 marks=marks)
         if unavailable:
             self.display.warn(f"{label}: {unavailable}")
             self._record_failure(self._context(model, quant, batch_size, regime, loaded, prompt), unavailable,
-                                 status="unavailable")
+                                 status="unavailable", marks=marks)
         if run is None:
             self._free()  # outside the except block: its traceback pins the failed tensors
             return
         self._check_tokens(model, quant, batch_size, regime, run)
-        self._record(self._context(model, quant, batch_size, regime, loaded, prompt), run, label)
+        self._record(self._context(model, quant, batch_size, regime, loaded, prompt), run, label, marks)
         run.token_ids = None
         self._free()  # a graph's memory pool and static cache go with its decoder
 
@@ -299,7 +306,7 @@ class Sweep:
             run.notes.append(f"tokens differ from the eager regime's{where}")
 
     # writing ---------------------------------------------------------------------------
-    def _record(self, ctx: RowContext, run: ConfigRun, label: str) -> None:
+    def _record(self, ctx: RowContext, run: ConfigRun, label: str, marks: dict[str, Any] | None = None) -> None:
         with interrupts_deferred():  # this configuration's files are written whole or not at all
             npz, reference_csv = self.store.trace_paths(ctx.model, ctx.quant, ctx.batch_size, ctx.regime)
             if run.meter is not None:
@@ -315,23 +322,30 @@ class Sweep:
             self.store.append_iterations(rows)
             self.store.append_result(row)
             self.written.append((ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
-            self._note_run(ctx, "ok", run=run)
+            self._note_run(ctx, "ok", run=run, marks=marks)
         for note in run.all_notes:
             self.display.warn(f"{label}: {note}")
         self.display.log(_one_line(label, row))
 
-    def _record_failure(self, ctx: RowContext, error: str, status: str = "failed") -> None:
+    def _record_failure(self, ctx: RowContext, error: str, status: str = "failed",
+                        marks: dict[str, Any] | None = None) -> None:
         """A row without measurements: ``failed`` (an error), or ``unavailable`` (the regime
         cannot run this configuration; not an error of the sweep)."""
         with interrupts_deferred():
             self.store.append_result(failed_row(ctx, error, status))
             (self.failed if status == "failed" else self.unavailable).append(
                 (ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
-            self._note_run(ctx, status, error=error)
+            self._note_run(ctx, status, error=error, marks=marks)
 
-    def _note_run(self, ctx: RowContext, status: str, run: ConfigRun | None = None, error: str = "") -> None:
+    def _note_run(self, ctx: RowContext, status: str, run: ConfigRun | None = None, error: str = "",
+                  marks: dict[str, Any] | None = None) -> None:
+        """Adds the configuration to the run file. ``marks``: monotonic seconds at which its
+        model's load began and ended, it began, its generator was ready (graph captured) and
+        its measuring ended; the recording ends at ``written``."""
         entry: dict[str, Any] = {"model": ctx.model, "quant": ctx.quant, "batch_size": ctx.batch_size,
                                  "regime": ctx.regime, "status": status, "finished_utc": utc_now()}
+        if marks is not None:
+            entry["monotonic_s"] = {**marks, "written": time.monotonic()}
         if error:
             entry["error"] = error
         if run is not None:

@@ -1,0 +1,95 @@
+"""Where a bench process's time went, from the monotonic marks in its run file.
+
+    python benchmarks/sweep_timeline.py RUN.json... [--launched-at SECONDS]
+
+Per run file (one per process; one per rank under torchrun) one line: the imports (process
+start to ``main``), the setup (devices, NVML, the ranks' group and plan), then over its
+configurations the model loads, the preparing (prompt, graph capture), the measuring (warmup,
+iterations, idle baseline), the writing, and what is left between them (weights lookup,
+freeing memory), and the end; these add up to the process's life. ``--launched-at``: the
+monotonic second of the launch (e.g. ``python3 -c 'import time; print(time.monotonic())'``
+just before it), to show how long the process took to start. The second line gives each
+configuration's measuring start (after the process start), to compare ranks: all marks are on
+one host's monotonic clock.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PARTS = ("imports", "setup", "loads", "prepare", "measure", "write", "between", "end")
+
+
+class TimelineError(ValueError):
+    """The run file lacks the marks (written by an ecomeasure older than them)."""
+
+
+def parts_s(run: dict[str, Any]) -> dict[str, float]:
+    """Seconds of each of :data:`PARTS` in one process's run; they add up to its life (from
+    the process start to ``finished``)."""
+    marks = run.get("monotonic_s") or {}
+    if not all(isinstance(marks.get(k), (int, float)) for k in ("process_started", "main", "ready", "finished")):
+        raise TimelineError("no monotonic_s marks (process_started, main, ready, finished) in the run file")
+    parts = dict.fromkeys(PARTS, 0.0)
+    parts["imports"] = marks["main"] - marks["process_started"]
+    parts["setup"] = marks["ready"] - marks["main"]
+    last, last_load = marks["ready"], None
+    for config in run.get("configurations", []):
+        m = config.get("monotonic_s")
+        if m is None:
+            raise TimelineError(f"configuration {config.get('model')} {config.get('quant')} has no monotonic_s")
+        load = tuple(m["load"])
+        gap = m["begin"] - last
+        if load != last_load and all(math.isfinite(t) for t in load):  # this configuration's model was loaded
+            parts["loads"] += load[1] - load[0]
+            gap -= load[1] - load[0]
+            last_load = load
+        parts["between"] += gap
+        # A configuration that failed has no later marks: its time counts as preparing.
+        prepared = m.get("prepared", m["written"])
+        measured = m.get("measured", prepared)
+        parts["prepare"] += prepared - m["begin"]
+        parts["measure"] += measured - prepared
+        parts["write"] += m["written"] - measured
+        last = m["written"]
+    parts["end"] = marks["finished"] - last
+    return parts
+
+
+def describe(path: Path, launched_at_s: float | None = None) -> list[str]:
+    """The two lines this script prints for one run file."""
+    run = json.loads(path.read_text())
+    parts = parts_s(run)
+    marks = run["monotonic_s"]
+    life = marks["finished"] - marks["process_started"]
+    head = f"{path.parent.name}/{path.name}"
+    started = (f"process started {marks['process_started'] - launched_at_s:.1f} s after the launch; "
+               if launched_at_s is not None else "")
+    lines = [f"timeline {head}: {started}" + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+             + f" = {life:.1f} s ({len(run.get('configurations', []))} configurations)"]
+    measuring = [f"{c['model']} {c['quant']} bs={c['batch_size']} {c['regime']} "
+                 f"{c['monotonic_s'].get('prepared', c['monotonic_s']['written']) - marks['process_started']:.1f}"
+                 for c in run.get("configurations", [])]
+    lines.append(f"timeline {head}: measuring began (s after the process start): " + "; ".join(measuring))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_files", nargs="+", type=Path, metavar="RUN.json")
+    parser.add_argument("--launched-at", type=float, default=None, metavar="SECONDS",
+                        help="the monotonic second of the launch")
+    args = parser.parse_args(argv)
+    for path in args.run_files:
+        try:
+            print("\n".join(describe(path, args.launched_at)))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"timeline {path}: unreadable ({exc})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
