@@ -103,6 +103,16 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "timeline_load_counted_per_configuration": (
         "benchmarks/sweep_timeline.py", "if load != last_load and", "if",
         ["tests/test_bench_cli.py::test_run_file_has_a_timeline_that_adds_up"]),
+    "rank_0_alone_counts_parameters": (
+        "ecomeasure/bench/cli.py", "shard.params_b(canonical_model(model)) for model in options.models}",
+        "shard.params_b(canonical_model(model)) for model in options.models if rank.is_main}",
+        ["tests/test_bench_torchrun.py"]),
+    "random_weights_made_without_the_lock": (
+        "ecomeasure/weights.py", "    with FileLock(dest.parent / f\".{dest.name}.lock\"):\n",
+        "    if True:\n", ["tests/test_bench_generation.py"]),
+    "random_weights_remade_after_the_wait": (
+        "ecomeasure/weights.py", "        if not is_complete(dest, fingerprint):\n",
+        "        if True:\n", ["tests/test_bench_generation.py"]),
 }
 
 

@@ -128,13 +128,26 @@ def create_random_checkpoint(config: Any, dest: Path, *, device: str, seed: int,
     (seeded), saves it with safetensors into ``dest`` and writes the marker last.
 
     The checkpoint is written to a temporary sibling and renamed into place, so an interrupted
-    save never looks complete; a stale incomplete ``dest`` is replaced.
+    save never looks complete; a stale incomplete ``dest`` is replaced. Processes that make
+    the same checkpoint at once (the ranks of a sweep) take turns on a lock beside it: the
+    first makes it, the others find it complete. (Without the lock, one rank replaced the
+    checkpoint that the other was loading.)
     """
+    from filelock import FileLock
+
+    fingerprint = _fingerprint(config.to_dict(), seed)  # before a model built from config alters it
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(dest.parent / f".{dest.name}.lock"):
+        if not is_complete(dest, fingerprint):
+            _save_random_checkpoint(config, dest, fingerprint, device=device, seed=seed, generation=generation)
+    return dest
+
+
+def _save_random_checkpoint(config: Any, dest: Path, fingerprint: str, *, device: str, seed: int,
+                            generation: dict[str, Any] | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    fingerprint = _fingerprint(config.to_dict(), seed)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.monotonic()
@@ -146,7 +159,10 @@ def create_random_checkpoint(config: Any, dest: Path, *, device: str, seed: int,
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float16)
         if generation:
             model.generation_config = GenerationConfig(**generation)
-        model.save_pretrained(tmp)
+        tmp.mkdir(parents=True)
+        model.config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        _save_weights(model, tmp / "model.safetensors")
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -154,18 +170,29 @@ def create_random_checkpoint(config: Any, dest: Path, *, device: str, seed: int,
             "complete": True, "fingerprint": fingerprint, "seed": seed, "device": device,
             "dtype": "float16", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(time.monotonic() - started, 2)}, indent=2))
-        if is_complete(dest, fingerprint):
-            # Another process (a peer rank) saved the same checkpoint first and may be loading
-            # it: keep that one.
-            shutil.rmtree(tmp, ignore_errors=True)
-            return dest
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
+
+
+def _save_weights(model: Any, path: Path) -> None:
+    """``model``'s state dict as one safetensors file, a tensor shared by several names (tied
+    embeddings) once, under its first name, as ``save_pretrained`` stores it. Not
+    ``save_pretrained`` itself: under torch.distributed, transformers 5 writes only on rank 0,
+    and a sweep's other ranks make the random weights of the models they run."""
+    from safetensors.torch import save_file
+
+    tensors, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        storage = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+        if tensor.numel() and storage in seen:
+            continue
+        seen.add(storage)
+        tensors[name] = tensor.detach().to("cpu").contiguous()
+    save_file(tensors, str(path), metadata={"format": "pt"})
 
 
 def resolve(name: str, *, weights_dir: Path | None = None, device: str = "cpu", seed: int = 0,

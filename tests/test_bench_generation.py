@@ -34,6 +34,52 @@ def test_random_checkpoint_is_complete_and_reused(checkpoint):
     assert (checkpoint.path / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
 
 
+def test_a_checkpoint_made_by_a_peer_meanwhile_is_waited_for_and_kept(tmp_path):
+    """Two ranks that need the same random weights at once: the second waits on the lock
+    beside the checkpoint and then finds it complete, instead of replacing it while the
+    first loads it."""
+    import threading
+
+    from filelock import FileLock
+
+    dest = tmp_path / "tiny-llama-test"
+    config = SPEC.build_config()
+    done = threading.Event()
+    with FileLock(tmp_path / ".tiny-llama-test.lock"):  # the peer's turn
+        waiter = threading.Thread(target=lambda: (weights.create_random_checkpoint(config, dest, device="cpu", seed=0),
+                                                  done.set()))
+        waiter.start()
+        assert not done.wait(1.0) and not dest.exists()  # it waits for the peer
+        weights._save_random_checkpoint(SPEC.build_config(), dest, weights._fingerprint(config.to_dict(), 0),
+                                        device="cpu", seed=0, generation=None)
+        made = (dest / "model.safetensors").stat()
+    waiter.join(60)
+    assert done.is_set()
+    kept = (dest / "model.safetensors").stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)  # found complete, not made again
+    assert not list(tmp_path.glob(".tiny-llama-test.tmp-*"))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_saved_random_weights_load_back_exactly(tmp_path, tied):
+    """The checkpoint's file holds every tensor (a tied embedding once) and from_pretrained
+    finds nothing missing or unexpected: the loaded model is the one that was saved."""
+    from transformers import AutoModelForCausalLM
+
+    config = SPEC.build_config()
+    config.tie_word_embeddings = tied
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float16)
+    assert (model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()) == tied
+    model.config.save_pretrained(tmp_path)
+    weights._save_weights(model, tmp_path / "model.safetensors")
+    loaded, info = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float16, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    original, back = model.state_dict(), loaded.state_dict()
+    assert list(original) == list(back)
+    assert all(torch.equal(original[k], back[k]) for k in original)
+
+
 def test_loaded_through_from_pretrained_with_the_exact_architecture(model):
     assert model.dtype == torch.float16
     config = model.config
@@ -55,16 +101,13 @@ def test_incomplete_or_other_seed_checkpoints_are_rebuilt(tmp_path):
 
 
 def test_an_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
-    from transformers import PreTrainedModel
-
-    def save(self, path, *args, **kwargs):
-        (path / "partial.safetensors").parent.mkdir(parents=True, exist_ok=True)
-        (path / "partial.safetensors").write_bytes(b"half")
+    def save(model, path):
+        path.write_bytes(b"half")
         raise KeyboardInterrupt
-    monkeypatch.setattr(PreTrainedModel, "save_pretrained", save)
+    monkeypatch.setattr(weights, "_save_weights", save)
     with pytest.raises(KeyboardInterrupt):
         weights.resolve("tiny-llama-test", weights_dir=tmp_path, device="cpu", seed=0)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".tiny-llama-test.lock"]  # the lock's file stays, empty
 
 
 def test_registered_model_without_weights_offline(tmp_path, monkeypatch):

@@ -99,5 +99,11 @@ def test_ranks_share_the_sweep_and_a_killed_rank_loses_only_its_running_configur
     if len(os.sched_getaffinity(0)) >= 2:
         assert not set(rerun[0]["cpu_affinity"]) & set(rerun[1]["cpu_affinity"])
     assert rerun[1]["distributed"]["pinned_cpus"] == rerun[1]["cpu_affinity"]
+    # Each rank counted the plan's parameters (importing the models' code) before the plan,
+    # at the same time as the other: none waits for rank 0's count and then repeats it.
+    marks = [f["monotonic_s"] for f in rerun]
+    assert all(f["parameters_b"] == {"tiny-llama-test": pytest.approx(139_584 / 1e9)} for f in rerun)
+    assert all(m["main"] < m["parameters_counted"] <= m["ready"] for m in marks)
+    assert max(m["main"] for m in marks) < min(m["parameters_counted"] for m in marks)
     summary = [line for line in stdout.splitlines() if "tiny-llama-test" in line]
     assert len(summary) == len(KEYS)

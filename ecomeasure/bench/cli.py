@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from . import distributed, environment, shard
-    from .sweep import Sweep, SweepOptions
+    from .sweep import Sweep, SweepOptions, canonical_model
 
     # Our own progress bar and log replace transformers' bars and advice.
     hf_logging.set_verbosity_error()
@@ -220,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     store.write_json(run_file, run_info)
     sweep = Sweep(options, hardware, store, display, versions, run_file, run_info)
     if rank is not None:
+        # Every rank counts the sweep's parameters (the plan's costs) at once: it imports the
+        # models' code, ~7 s on the H200 host. With rank 0 alone counting, the others waited
+        # for it and then imported the same code at their first load, ~7 s after rank 0.
+        run_info["parameters_b"] = {model: shard.params_b(canonical_model(model)) for model in options.models}
+        run_info["monotonic_s"]["parameters_counted"] = time.monotonic()
         # Rank 0 plans from what is on disk now and every rank takes its share of that plan.
         shares, every = None, set()
         if rank.is_main:
