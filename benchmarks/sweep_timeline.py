@@ -24,7 +24,7 @@ PARTS = ("imports", "setup", "loads", "prepare", "measure", "write", "between", 
 
 
 class TimelineError(ValueError):
-    """The run file lacks the marks (written by an ecomeasure older than them)."""
+    """The run file lacks the process's marks (written by an ecomeasure older than them)."""
 
 
 def parts_s(run: dict[str, Any]) -> dict[str, float]:
@@ -39,8 +39,8 @@ def parts_s(run: dict[str, Any]) -> dict[str, float]:
     last, last_load = marks["ready"], None
     for config in run.get("configurations", []):
         m = config.get("monotonic_s")
-        if m is None:
-            raise TimelineError(f"configuration {config.get('model')} {config.get('quant')} has no monotonic_s")
+        if m is None:  # failed before it began (no weights, a failed load): its time is "between"
+            continue
         load = tuple(m["load"])
         gap = m["begin"] - last
         if load != last_load and all(math.isfinite(t) for t in load):  # this configuration's model was loaded
@@ -48,8 +48,7 @@ def parts_s(run: dict[str, Any]) -> dict[str, float]:
             gap -= load[1] - load[0]
             last_load = load
         parts["between"] += gap
-        # A configuration that failed has no later marks: its time counts as preparing.
-        prepared = m.get("prepared", m["written"])
+        prepared = measuring_began(m)
         measured = m.get("measured", prepared)
         parts["prepare"] += prepared - m["begin"]
         parts["measure"] += measured - prepared
@@ -57,6 +56,12 @@ def parts_s(run: dict[str, Any]) -> dict[str, float]:
         last = m["written"]
     parts["end"] = marks["finished"] - last
     return parts
+
+
+def measuring_began(marks: dict[str, Any]) -> float:
+    """When a configuration's meters started; for one that failed before (no later marks),
+    when it was written: its time counts as preparing."""
+    return marks.get("prepared", marks["written"])
 
 
 def describe(path: Path, launched_at_s: float | None = None) -> list[str]:
@@ -71,8 +76,8 @@ def describe(path: Path, launched_at_s: float | None = None) -> list[str]:
     lines = [f"timeline {head}: {started}" + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
              + f" = {life:.1f} s ({len(run.get('configurations', []))} configurations)"]
     measuring = [f"{c['model']} {c['quant']} bs={c['batch_size']} {c['regime']} "
-                 f"{c['monotonic_s'].get('prepared', c['monotonic_s']['written']) - marks['process_started']:.1f}"
-                 for c in run.get("configurations", [])]
+                 f"{measuring_began(c['monotonic_s']) - marks['process_started']:.1f}"
+                 for c in run.get("configurations", []) if "monotonic_s" in c]
     lines.append(f"timeline {head}: measuring began (s after the process start): " + "; ".join(measuring))
     return lines
 

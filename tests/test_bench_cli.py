@@ -196,6 +196,21 @@ def test_run_file_has_a_timeline_that_adds_up(run):
     assert lines[1].count("bs=") == len(configs)
 
 
+def test_timeline_counts_a_configuration_that_failed_before_it_began_as_between(run):
+    """A configuration whose weights or load failed has no marks: the timeline still reads,
+    and the parts still add up to the process's life."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import sweep_timeline
+
+    info = json.loads(next(run.out.glob("run-*.json")).read_text())
+    unmarked = {k: v for k, v in info["configurations"][0].items() if k != "monotonic_s"}
+    info["configurations"].insert(1, unmarked)
+    parts = sweep_timeline.parts_s(info)
+    assert all(v >= 0 for v in parts.values()), parts
+    marks = info["monotonic_s"]
+    assert sum(parts.values()) == pytest.approx(marks["finished"] - marks["process_started"], abs=1e-6)
+
+
 def test_summary_table_and_progress_are_printed(run):
     assert "tiny-llama-test" in run.done.stdout and "J/1k" in run.done.stdout
     assert "Fake H200" in run.done.stderr
