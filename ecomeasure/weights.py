@@ -182,7 +182,9 @@ def _save_weights(model: Any, path: Path) -> None:
     """``model``'s state dict as one safetensors file, a tensor shared by several names (tied
     embeddings) once, under its first name, as ``save_pretrained`` stores it. Not
     ``save_pretrained`` itself: under torch.distributed, transformers 5 writes only on rank 0,
-    and a sweep's other ranks make the random weights of the models they run."""
+    and a sweep's other ranks make the random weights of the models they run. Not safetensors'
+    ``save_model`` either: of a tied pair it keeps the alphabetically first name (``lm_head``),
+    a layout transformers must tie backwards on load (not checked on the H200's version)."""
     from safetensors.torch import save_file
 
     tensors, seen = {}, set()
