@@ -144,8 +144,11 @@ auto with_integral(F f) {
 
 }  // namespace
 
-PYBIND11_MODULE(_native, m) {
+PYBIND11_MODULE(_ecomeasure, m) {
   m.doc() = "ecomeasure's native core: NVML sampler thread, stream marks, integration";
+  // The package compares this with its own version, so a source tree run beside an older
+  // build says so instead of failing somewhere inside.
+  m.attr("__version__") = ECOMEASURE_VERSION;
 
   auto meter_error = py::register_exception<MeterFailure>(m, "MeterError", PyExc_RuntimeError);
   py::register_exception<NvmlUnavailable>(m, "NVMLUnavailableError", meter_error.ptr());

@@ -4,11 +4,11 @@ The meter (``Meter``) is native and needs neither torch nor a CUDA toolkit; the 
 (``python -m ecomeasure.bench``), validation (``python -m ecomeasure.validate``) and report
 (``python -m ecomeasure.report``) are built on it.
 """
+__version__ = "0.1.0"
+
 from ._native import CudaUnavailableError, InvalidStreamError, MeterError, NVMLUnavailableError
 from .meter import (SOURCES, DeviceEnergy, DeviceInfo, Mark, Measurement, Meter, SavedTraces,
                     SourceEnergy, Window, load_traces, stream_handle)
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SOURCES", "CudaUnavailableError", "DeviceEnergy", "DeviceInfo", "InvalidStreamError", "Mark",

@@ -3,17 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
-from pathlib import Path
-
-# The tests run against the installed package: its compiled core is not in the source tree.
-# `python -m pytest` from the root puts the source tree first on sys.path; take it off
-# (unless a developer built the core in place) and keep subprocesses from putting it back.
-ROOT = Path(__file__).resolve().parents[1]
-if not any((ROOT / "ecomeasure").glob("_native*.so")):
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
-    os.environ["PYTHONSAFEPATH"] = "1"
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 

@@ -4,6 +4,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+__version__: str
 SOURCES: tuple[str, str, str, str]
 TRACES: tuple[str, str, str, str, str]
 
