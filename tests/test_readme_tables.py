@@ -1,5 +1,5 @@
-"""benchmarks/readme_tables.py: README's marked tables are regenerated from committed data, and
-the check fails when README differs from the data."""
+"""benchmarks/maintainer/readme_tables.py: the marked tables of README.md and docs/*.md are
+regenerated from committed data, and the check fails when a page differs from the data."""
 from __future__ import annotations
 
 import csv
@@ -23,7 +23,7 @@ from fakes import Profile, fake_env
 from report_fixture import FixtureConfig, write_results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "benchmarks" / "readme_tables.py")
+_spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "benchmarks" / "maintainer" / "readme_tables.py")
 readme_tables = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(readme_tables)
 
@@ -36,14 +36,14 @@ def _configs(nf4_j: float = NF4_J) -> list[FixtureConfig]:
             FixtureConfig("mistral", 7.2, "nf4", energy_j_per_1k=nf4_j, power_w=NF4_W, noise=0.0)]
 
 
-def test_the_real_readme_matches_its_data(capsys):
-    """Passes without markers; with markers, every table must equal its committed data (the
-    output names the table that differs)."""
-    text = (ROOT / "README.md").read_text()
-    rc = readme_tables.main(["--check", "--readme", str(ROOT / "README.md")])
-    assert rc == 0, capsys.readouterr().out
-    if "<!-- generated:" not in text:
-        pytest.skip("README.md has no generated tables yet")
+def test_the_real_pages_match_their_data(capsys):
+    """Every generated table of README.md and docs/*.md equals its committed data (the output
+    names the table that differs), and the pages that hold tables are the ones checked."""
+    assert readme_tables.main(["--check"]) == 0, capsys.readouterr().out
+    marked = {page.relative_to(ROOT).as_posix() for page in [ROOT / "README.md", *ROOT.glob("docs/**/*.md")]
+              if "<!-- generated:" in page.read_text()}
+    assert marked, "no page has generated tables"
+    assert marked <= {page.relative_to(ROOT).as_posix() for page in readme_tables.pages()}
 
 
 def _readme(tmp_path: Path, *blocks: tuple[str, str]) -> Path:
@@ -55,7 +55,7 @@ def _readme(tmp_path: Path, *blocks: tuple[str, str]) -> Path:
 
 
 def _write(readme: Path) -> None:
-    assert readme_tables.main(["--write", "--readme", str(readme)]) == 0
+    assert readme_tables.main(["--write", "--page", str(readme)]) == 0
 
 
 def _table_rows(readme: Path, kind: str) -> list[list[str]]:
@@ -86,7 +86,7 @@ def test_bench_table_is_written_from_the_results(bench_readme, capsys):
     net_delta = (NF4_J * (1 - IDLE_W / NF4_W)) / (FP16_J * (1 - IDLE_W / FP16_W)) - 1
     assert float(row["vs fp16 net"].split()[0]) == pytest.approx(100 * net_delta, abs=0.5)
     capsys.readouterr()
-    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 0
+    assert readme_tables.main(["--check", "--page", str(bench_readme)]) == 0
 
 
 def test_a_changed_number_in_the_readme_fails_the_check_and_names_the_table(bench_readme, capsys):
@@ -94,7 +94,7 @@ def test_a_changed_number_in_the_readme_fails_the_check_and_names_the_table(benc
     delta = fmt.pct(100 * (NF4_J / FP16_J - 1))
     bench_readme.write_text(bench_readme.read_text().replace(delta, fmt.pct(100 * (NF4_J / FP16_J - 1) - 1)))
     capsys.readouterr()
-    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 1
+    assert readme_tables.main(["--check", "--page", str(bench_readme)]) == 1
     out = capsys.readouterr().out
     assert "table 'bench results' differs" in out
     assert any(line.startswith("+|") and delta in line for line in out.splitlines())  # the diff shows it
@@ -104,10 +104,27 @@ def test_changed_data_fails_the_check(bench_readme, tmp_path, capsys):
     _write(bench_readme)
     write_results_dir(tmp_path / "results", _configs(0.9 * NF4_J), idle_power_w=IDLE_W)
     capsys.readouterr()
-    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 1
+    assert readme_tables.main(["--check", "--page", str(bench_readme)]) == 1
     assert "bench results" in capsys.readouterr().out
     _write(bench_readme)
-    assert readme_tables.main(["--check", "--readme", str(bench_readme)]) == 0
+    assert readme_tables.main(["--check", "--page", str(bench_readme)]) == 0
+
+
+def test_each_page_reads_its_data_relative_to_itself_and_a_differing_page_is_named(tmp_path, capsys):
+    """A table on a page under docs/ names its data relative to that page; --check over several
+    pages fails when any one of them differs, and says which."""
+    readme = _readme(tmp_path, ("bench", "docs/results"))
+    (tmp_path / "docs").mkdir()
+    page = _readme(tmp_path / "docs", ("bench", "results"))
+    page = page.rename(tmp_path / "docs" / "results-card.md")
+    write_results_dir(tmp_path / "docs" / "results", _configs(), idle_power_w=IDLE_W)
+    assert readme_tables.main(["--write", "--page", str(readme), "--page", str(page)]) == 0
+    assert _table_rows(readme, "bench") == _table_rows(page, "bench")
+    capsys.readouterr()
+    page.write_text(page.read_text().replace("| nf4 |", "| fp4 |"))
+    assert readme_tables.main(["--check", "--page", str(readme), "--page", str(page)]) == 1
+    out = capsys.readouterr().out
+    assert "results-card.md: table 'bench results' differs" in out and "README.md: table" not in out
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -119,7 +136,7 @@ def test_bad_markers_are_one_line_and_exit_2(tmp_path, capsys, text, needle):
     (tmp_path / "results").mkdir()
     readme = tmp_path / "README.md"
     readme.write_text(text)
-    assert readme_tables.main(["--check", "--readme", str(readme)]) == 2
+    assert readme_tables.main(["--check", "--page", str(readme)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("readme_tables: ") and needle in err[0]
 
@@ -184,7 +201,7 @@ def test_validation_table_equals_a_recomputation_from_windows_csv(saved_validati
             errors = [(float(w[f"{method}_j"]) - float(w["truth_j"])) / float(w["truth_j"]) for w in ws]
             worst = max(errors, key=abs)
             assert row[column] == f"{fmt.pct(100 * statistics.median(errors))} ({fmt.pct(100 * worst)})", header
-    assert readme_tables.main(["--check", "--readme", str(readme)]) == 0
+    assert readme_tables.main(["--check", "--page", str(readme)]) == 0
 
 
 def test_filters_keep_only_the_rows_they_name(tmp_path):
@@ -213,7 +230,7 @@ def test_unavailable_rows_are_listed_with_their_reason(tmp_path):
     assert len(row[4]) <= 110
 
 
-def test_stability_table_counts_cold_first_iterations_by_todays_rule(tmp_path):
+def test_stability_table_counts_cold_first_iterations_by_the_current_rule(tmp_path):
     root = write_results_dir(tmp_path / "results", _configs(), idle_power_w=IDLE_W)
     with open(root / "iterations.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -243,11 +260,13 @@ def test_stability_table_counts_cold_first_iterations_by_todays_rule(tmp_path):
 
 
 def _scaling_run(folder: Path, one_s: float, two_s: float, same: bool = True) -> None:
-    """A scaling run as ``gpu_final.sh scaling`` leaves it: both results directories and its
-    scaling.txt, written by the script's own summary code (taken from gpu_final.sh)."""
+    """A scaling run as ``benchmarks/gpu.sh scaling`` leaves it: both results directories and its
+    scaling.txt, written by the script's own summary code (taken from the script)."""
     import subprocess
     import sys
-    script = (ROOT / "benchmarks" / "gpu_final.sh").read_text()
+    # benchmarks/gpu.sh; benchmarks/gpu_final.sh where the GPU script has its older name.
+    script = next(p for p in (ROOT / "benchmarks" / "gpu.sh", ROOT / "benchmarks" / "gpu_final.sh")
+                  if p.exists()).read_text()
     summary = script.split("<<'PY' | tee \"$OUT/scaling/scaling.txt\"\n", 1)[1].split("\nPY\n", 1)[0]
     t0 = 1_790_000_000.0
     launches = {"one-gpu": t0, "two-gpus": t0 + one_s}

@@ -1,13 +1,15 @@
-"""README.md's result tables, generated from committed data so that they cannot drift from it.
+"""The documentation's result tables, generated from committed data so that they cannot drift
+from it.
 
-Each generated table sits between two markers; the first names the table's kind and its data
-(a path relative to the README), and the block ends with the command that regenerates it:
+Each generated table sits in README.md or a page under docs/ between two markers; the first
+names the table's kind and its data (a path relative to the page), and the block ends with the
+command that regenerates it:
 
-    <!-- generated: validation docs/runs/2026-11-26-h200-validation -->
+    <!-- generated: validation validation/2026-11-30-h200 -->
     | burst | ... |
     ...
 
-    regenerate: `python benchmarks/readme_tables.py --write`
+    regenerate: `python benchmarks/maintainer/readme_tables.py --write`
     <!-- end: validation -->
 
 Kinds:
@@ -18,14 +20,14 @@ Kinds:
 - ``validation``: a saved validation folder (``python -m ecomeasure.validate --out DIR``),
   re-analysed as ``--from`` does: median (worst) error of isolated bursts per length, for the
   headline (window, and burst plus its tail) and the seed's 10 Hz method;
-- ``sampler``: the JSON ``benchmarks/sampler_overhead.py --json`` writes;
-- ``peers``: a saved ``benchmarks/peers.py`` run (its windows.csv), as ``--from`` prints it;
+- ``sampler``: the JSON ``benchmarks/meter/sampler_overhead.py --json`` writes;
+- ``peers``: a saved ``benchmarks/peers/peers.py`` run (its windows.csv), as ``--from`` prints it;
 - ``unavailable``: the rows of a results directory that a regime could not run, and why;
 - ``stability``: per regime, how steady a results directory's iterations were: throughput CV,
   the first iteration's duration over the median's, and the iterations the benchmark's current
   outlier rule flags (recomputed from iterations.csv, so rows written under an older rule are
-  judged by today's);
-- ``scaling``: a folder of ``gpu_final.sh scaling`` runs (one subfolder each, with its
+  judged by the current one);
+- ``scaling``: a folder of ``benchmarks/gpu.sh scaling`` runs (one subfolder each, with its
   scaling.txt): per run, the wall times on one GPU and on two, their ratio, and where each
   process's time went.
 
@@ -33,10 +35,11 @@ Kinds:
 (e.g. ``model=mistral``), ``column>=value`` or ``column<=value`` (text order, e.g.
 ``date>=2026-11-30T08:55``).
 
-    python benchmarks/readme_tables.py --check   # exit 1, naming each table that differs
-    python benchmarks/readme_tables.py --write   # rewrite every marked table
+    python benchmarks/maintainer/readme_tables.py --check   # exit 1, naming each table that differs
+    python benchmarks/maintainer/readme_tables.py --write   # rewrite every marked table
 
-Bad input (missing data, a marker without its end, an unknown kind) is one line and exit 2.
+Without ``--page``, the pages are README.md and docs/*.md. Bad input (missing data, a marker
+without its end, an unknown kind) is one line and exit 2.
 """
 from __future__ import annotations
 
@@ -54,8 +57,10 @@ from ecomeasure.report import fmt
 from ecomeasure.report.stats import BASELINE_QUANT
 from ecomeasure.report.tables import markdown, result_rows
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-REGENERATE = "regenerate: `python benchmarks/readme_tables.py --write`"
+ROOT = Path(__file__).resolve().parents[2]
+REGENERATE = "regenerate: `python benchmarks/maintainer/readme_tables.py --write`"
+# benchmarks/peers/peers.py; benchmarks/peers.py where the benchmarks are not yet grouped by question.
+PEERS_SCRIPTS = (ROOT / "benchmarks" / "peers" / "peers.py", ROOT / "benchmarks" / "peers.py")
 BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+)(?P<filters>(?: \w+[<>]?=\S+)*) -->\n)(?P<body>.*?)"
                    r"(?P<end><!-- end: (?P=kind) -->)", re.DOTALL)
 OPENING = re.compile(r"<!-- generated:")
@@ -66,7 +71,7 @@ class TableError(ValueError):
 
 
 def _median_worst(row) -> str:
-    """A summary row's "median (worst)" error, as README writes percentages."""
+    """A summary row's "median (worst)" error, as the tables write percentages."""
     if row is None or not row.n:
         return fmt.DASH
     return f"{fmt.pct(100 * row.median_error)} ({fmt.pct(100 * row.worst_error)})"
@@ -150,10 +155,11 @@ def unavailable_table(results_dir: Path, filters: dict[str, str] | None = None) 
 
 
 def peers_table(folder: Path) -> str:
-    """ecomeasure beside Zeus and CodeCarbon: benchmarks/peers.py's table of a saved run,
+    """ecomeasure beside Zeus and CodeCarbon: the peers script's table of a saved run,
     recomputed from its windows.csv."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("peers", Path(__file__).with_name("peers.py"))
+    script = next((p for p in PEERS_SCRIPTS if p.exists()), PEERS_SCRIPTS[0])
+    spec = importlib.util.spec_from_file_location("peers", script)
     peers = sys.modules.setdefault("peers", importlib.util.module_from_spec(spec))
     if not hasattr(peers, "reanalyse"):
         spec.loader.exec_module(peers)  # type: ignore[union-attr]
@@ -227,7 +233,7 @@ SCALING_PROCESS = re.compile(r"(?P<run>one-gpu|two-gpus)/run-\w+?(?:-rank(?P<ran
 
 
 def scaling_table(folder: Path) -> str:
-    """Per run (a subfolder with the scaling.txt that ``gpu_final.sh scaling`` writes): wall
+    """Per run (a subfolder with the scaling.txt that ``benchmarks/gpu.sh scaling`` writes): wall
     time on one GPU and on two with torchrun, their ratio, and each process's start-up and
     work (its configurations, from its start to its end)."""
     rows = []
@@ -270,8 +276,9 @@ def _body(kind: str, path: Path, filters: dict[str, str]) -> str:
 
 
 def regenerate(text: str, root: Path) -> tuple[str, list[tuple[str, str, str]]]:
-    """README text with every marked table regenerated from its data (paths relative to
-    ``root``), and (name "kind path", old block, new block) of each table that changed."""
+    """A page's text with every marked table regenerated from its data (paths relative to
+    ``root``, the page's folder), and (name "kind path", old block, new block) of each table
+    that changed."""
     if len(OPENING.findall(text)) != len(BLOCK.findall(text)):
         raise TableError("a '<!-- generated: KIND PATH -->' marker has no matching '<!-- end: KIND -->'")
     changed: list[tuple[str, str, str]] = []
@@ -286,30 +293,42 @@ def regenerate(text: str, root: Path) -> tuple[str, list[tuple[str, str, str]]]:
     return BLOCK.sub(one, text), changed
 
 
+def pages() -> list[Path]:
+    """The pages that may hold generated tables: README.md and docs/*.md."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python benchmarks/readme_tables.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/maintainer/readme_tables.py",
+                                description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="exit 1 if a marked table differs from its data")
     mode.add_argument("--write", action="store_true", help="rewrite every marked table from its data")
-    p.add_argument("--readme", type=Path, default=README, help="the README (default: the repository's)")
+    p.add_argument("--page", type=Path, action="append",
+                   help="a page to check or write (repeatable; default: README.md and docs/*.md)")
     args = p.parse_args(argv)
-    try:
-        text = args.readme.read_text()
-        new, changed = regenerate(text, args.readme.parent)
-    except (OSError, TableError) as error:
-        print(f"readme_tables: {error}", file=sys.stderr)
-        return 2
-    if args.write:
-        if new != text:
-            args.readme.write_text(new)
-        print(f"readme_tables: {len(changed)} table(s) rewritten" + "".join(f"\n  {c[0]}" for c in changed))
-        return 0
-    for name, old, body in changed:
-        print(f"readme_tables: {args.readme.name}: table '{name}' differs from its data; "
-              "run python benchmarks/readme_tables.py --write")
-        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), body.splitlines(True),
-                                                   f"README ({name})", "from its data"))
-    return 1 if changed else 0
+    differing = 0
+    for page in args.page or pages():
+        try:
+            text = page.read_text()
+            new, changed = regenerate(text, page.parent)
+        except (OSError, TableError) as error:
+            print(f"readme_tables: {page.name}: {error}", file=sys.stderr)
+            return 2
+        if args.write:
+            if new != text:
+                page.write_text(new)
+            if changed:
+                print(f"readme_tables: {page.name}: {len(changed)} table(s) rewritten"
+                      + "".join(f"\n  {c[0]}" for c in changed))
+            continue
+        differing += len(changed)
+        for name, old, body in changed:
+            print(f"readme_tables: {page.name}: table '{name}' differs from its data; "
+                  "run python benchmarks/maintainer/readme_tables.py --write")
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), body.splitlines(True),
+                                                       f"{page.name} ({name})", "from its data"))
+    return 1 if differing else 0
 
 
 if __name__ == "__main__":
