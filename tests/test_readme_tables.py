@@ -264,10 +264,9 @@ def _scaling_run(folder: Path, one_s: float, two_s: float, same: bool = True) ->
     scaling.txt, written by the script's own summary code (taken from the script)."""
     import subprocess
     import sys
-    # benchmarks/gpu.sh; benchmarks/gpu_final.sh where the GPU script has its older name.
-    script = next(p for p in (ROOT / "benchmarks" / "gpu.sh", ROOT / "benchmarks" / "gpu_final.sh")
-                  if p.exists()).read_text()
-    summary = script.split("<<'PY' | tee \"$OUT/scaling/scaling.txt\"\n", 1)[1].split("\nPY\n", 1)[0]
+    marker = "<<'PY' | tee \"$OUT/scaling/scaling.txt\"\n"
+    script = next(text for text in (p.read_text() for p in ROOT.glob("benchmarks/**/*.sh")) if marker in text)
+    summary = script.split(marker, 1)[1].split("\nPY\n", 1)[0]
     t0 = 1_790_000_000.0
     launches = {"one-gpu": t0, "two-gpus": t0 + one_s}
     for run, ranks in (("one-gpu", [None]), ("two-gpus", [0, 1])):

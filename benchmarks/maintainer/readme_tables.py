@@ -59,8 +59,7 @@ from ecomeasure.report.tables import markdown, result_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "regenerate: `python benchmarks/maintainer/readme_tables.py --write`"
-# benchmarks/peers/peers.py; benchmarks/peers.py where the benchmarks are not yet grouped by question.
-PEERS_SCRIPTS = (ROOT / "benchmarks" / "peers" / "peers.py", ROOT / "benchmarks" / "peers.py")
+
 BLOCK = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<path>\S+)(?P<filters>(?: \w+[<>]?=\S+)*) -->\n)(?P<body>.*?)"
                    r"(?P<end><!-- end: (?P=kind) -->)", re.DOTALL)
 OPENING = re.compile(r"<!-- generated:")
@@ -158,7 +157,9 @@ def peers_table(folder: Path) -> str:
     """ecomeasure beside Zeus and CodeCarbon: the peers script's table of a saved run,
     recomputed from its windows.csv."""
     import importlib.util
-    script = next((p for p in PEERS_SCRIPTS if p.exists()), PEERS_SCRIPTS[0])
+    script = next(ROOT.glob("benchmarks/**/peers.py"), None)
+    if script is None:
+        raise TableError("benchmarks/peers/peers.py is missing")
     spec = importlib.util.spec_from_file_location("peers", script)
     peers = sys.modules.setdefault("peers", importlib.util.module_from_spec(spec))
     if not hasattr(peers, "reanalyse"):
