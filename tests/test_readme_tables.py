@@ -302,3 +302,104 @@ def test_scaling_table_reads_what_the_scaling_script_writes(tmp_path):
     (tmp_path / "runs" / "b" / "scaling.txt").write_text("nothing here\n")
     with pytest.raises(readme_tables.TableError):
         readme_tables.scaling_table(tmp_path / "runs")
+
+
+# --- README's results in brief: hand-written prose, every number checked against the data ---
+
+def _tables(page: str, marker: str) -> list[list[dict[str, str]]]:
+    """The tables of the generated block ``<!-- generated: {marker} -->`` on ``page``, each a list
+    of rows (header -> cell). test_the_real_pages_match_their_data holds them to the data."""
+    block = (ROOT / page).read_text().split(f"<!-- generated: {marker} -->\n", 1)[1].split("<!-- end:", 1)[0]
+    tables = []
+    for chunk in block.split("\n\n"):
+        cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+                 for line in chunk.splitlines() if line.startswith("|")]
+        if cells:
+            tables.append([dict(zip(cells[0], row)) for row in cells[2:]])
+    return tables
+
+
+def _number(cell: str) -> float:
+    """The first number of a cell: "-10.8 %" -> -10.8, "2,734" -> 2734, "**0.545**" -> 0.545."""
+    return float(re.search(r"[-+]?[\d,]*\.?\d+", cell)[0].replace(",", ""))
+
+
+def _span(cells: list[str], by=_number) -> str:
+    """"A to B %" over percentage cells, from the first to the last in the order of ``by``."""
+    ordered = sorted(cells, key=by)
+    return f"{ordered[0].removesuffix(' %')} to {ordered[-1]}"
+
+
+def test_the_readme_brief_results_are_the_data():
+    text = (ROOT / "README.md").read_text()
+    brief = " ".join(text.split("## Results in brief", 1)[1].split("\n## ", 1)[0].split())
+    missing = []
+
+    def says(*phrases: str) -> None:
+        missing.extend(p for p in phrases if p not in brief)
+
+    results = "docs/results-h200.md"
+    mistral = {(r["config"], r["BS"], r["regime"]): r
+               for r in _tables(results, "bench results/2026-11-30-h200 model=mistral")[0]}
+    eager, graph = mistral["fp16", "1", "eager"], mistral["fp16", "1", "graph"]
+    for row in (eager, graph):
+        says(row["GPU busy"], row["tok/s (CV %)"].split()[0], row["J/1k gross, native"], row["J/1k net of idle"])
+    says(f"({100 * (_number(graph['J/1k gross, native']) / _number(eager['J/1k gross, native']) - 1):.0f} %")
+
+    with open(ROOT / "docs/results/2026-11-30-h200/results.csv", newline="") as f:
+        params_b = {r["model"]: float(r["params_b"]) for r in csv.DictReader(f)}
+    rows = _tables(results, "bench results/2026-11-30-h200 regime=graph batch_size=1")[0]
+    gross = {q: [r for r in rows if r["config"] == q and r["vs fp16 gross"] not in ("", "n/a")]
+             for q in ("nf4", "int8_pure")}
+
+    def by_size(cell: str) -> float:  # "from the smallest change to the largest"
+        return abs(_number(cell))
+    says(f"nf4 {_span([r['vs fp16 gross'] for r in gross['nf4']], by_size)}",
+         f"pure int8 {_span([r['vs fp16 gross'] for r in gross['int8_pure'] if params_b[r['model']] < 3.5], by_size)}",
+         f"{_span([r['vs fp16 gross'] for r in gross['int8_pure'] if params_b[r['model']] >= 3.5], by_size)} above")
+    with open(ROOT / "docs/runs/2026-11-30-h200-cards/results.csv", newline="") as f:
+        cards = {(r["quant"], r["batch_size"]): r for r in csv.DictReader(f)}
+
+    def ratio(column: str) -> float:  # mistral int8_pure over fp16 on the card that ran both, batch size 1
+        return float(cards["int8_pure", "1"][column]) / float(cards["fp16", "1"][column])
+    says(f"mistral {fmt.pct(100 * (ratio('energy_j_per_1k_mean') - 1))}")
+    net = [abs(_number(r["vs fp16 net"])) for q in gross for r in gross[q]]
+    net.append(abs(100 * (ratio("energy_net_j_per_1k_mean") - 1)))
+    says(f"both save {min(net):.1f}-{max(net):.1f} %")
+    int8 = [r for r in _tables(results, "bench results/2026-11-30-h200 regime=eager batch_size=1")[0]
+            if r["config"] == "int8"]
+    says(f"costs {_span([r['vs fp16 gross'] for r in int8])} gross but {_span([r['vs fp16 net'] for r in int8])} net")
+
+    validation = {r["burst"]: r for r in _tables("docs/accuracy.md", "validation validation/2026-11-30-h200")[0]}
+
+    def median(cell: str) -> str:  # "median (worst)"
+        return cell.split(" (")[0]
+    ten_hz = "seed's 10 Hz method, window"
+    for burst in ("1 s", "0.25 s"):
+        row = validation[burst]
+        says(f"{burst}, {median(row['native headline, window'])} against {median(row[ten_hz])}")
+    says(f"({median(validation['0.25 s']['native headline, burst + 0.3 s tail'])} with the 0.3 s tail")
+
+    errors, overhead = _tables("docs/peers.md", "peers runs/2026-11-30-h200-peers")
+    peers = {(r["workload"], r["window"]): r for r in errors}
+    one_s = peers["bursts", "1 s"]
+    says(f"{median(one_s['ecomeasure'])} (ecomeasure), {median(one_s['zeus_monitor'])} (Zeus), "
+         f"{median(one_s['codecarbon_1s'])} (CodeCarbon at 1 s)")
+    worst = {m: cell.split("(")[1].rstrip(")") for m, cell in peers["bursts", "0.25 s"].items() if "(" in cell}
+    says(f"worst is {worst['ecomeasure']}, the only one under 10 %")
+    assert [m for m, cell in worst.items() if abs(_number(cell)) < 10] == ["ecomeasure"]
+    cost_ms = [float(r["ecomeasure"]) for r in overhead]
+    says(f"({min(cost_ms):.0f}-{max(cost_ms):.0f} ms")
+
+    with open(ROOT / "docs/runs/2026-11-30-h200-meter-overhead/meter_overhead.json") as f:
+        pairs = json.load(f)
+    low, high = pairs["diff_pct_ci95"]
+    says(f"{pairs['diff_pct_median']:+.2f} % (95 % CI {low:+.2f} to {high:+.2f} %)")
+    sampler = _tables("docs/accuracy.md", "sampler runs/2026-11-30-h200-sampler/sampler_overhead.json")[0][0]
+    says(f"{sampler['idle'].removesuffix(' %')}-{sampler['load']} of a core")
+
+    scaling = _tables("docs/scaling.md", "scaling runs/2026-11-30-h200-scaling-one")[0]
+    ratios = {n: [_number(r["2 GPUs / 1 GPU"]) for r in scaling if r["ok rows"] == n] for n in ("18", "24")}
+    says(f"a 24-configuration sweep took {' and '.join(f'{x:.3f}' for x in ratios['24'])} of its one-GPU time",
+         f"18 configurations: {min(ratios['18']):.3f}-{max(ratios['18']):.3f}")
+    assert not missing, f"README's results in brief lack (or differ from) these figures of the data: {missing}"
