@@ -1,4 +1,4 @@
-"""benchmarks/peers.py without a GPU, Zeus or CodeCarbon: its truth, its analysis, its table,
+"""benchmarks/peers/peers.py without a GPU, Zeus or CodeCarbon: its truth, its analysis, its table,
 and what it says when a peer is missing."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "peers.py"
+PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "peers" / "peers.py"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ counter readings (1 Hz) and utilization samples (6 Hz) of one GPU, an hour at a 
 live meter), then measures 1 s windows ending at that hour with ``window_energy``, the same
 code the live meter runs under its lock. No GPU needed:
 
-    python benchmarks/core_24h.py [--hours 24] [--keep-hours 4] [--out DIR]
+    python -m benchmarks.meter.core_24h [--hours 24] [--keep-hours 4] [--out DIR]
 
 Prints a table and writes DIR/core_24h.json.
 """

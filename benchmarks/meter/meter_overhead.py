@@ -6,7 +6,7 @@ which touch neither the GPU's stream nor a thread). Each generation is timed by 
 on the stream, the same way in both arms. The order inside a pair alternates (AB, BA, ...) so
 that a drift of clocks or temperature falls on both arms alike.
 
-    python benchmarks/meter_overhead.py --model mistral --pairs 12 --out DIR
+    python -m benchmarks.meter.meter_overhead --model mistral --pairs 12 --out DIR
 
 Prints the median difference of throughput (with meter vs without, %) with its 95 %
 bootstrap confidence interval, and writes every pair to DIR/meter_overhead.csv and the
@@ -24,7 +24,7 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    from _torch_gpu import decoding_parser, load_for_decoding
+    from benchmarks._torch_gpu import decoding_parser, load_for_decoding
 
     p = decoding_parser(__doc__, model="mistral", new_tokens=256)
     p.add_argument("--pairs", type=int, default=12)

@@ -1,6 +1,6 @@
 """ecomeasure beside the meters users would pick instead: Zeus and CodeCarbon, same windows, one run.
 
-    python benchmarks/peers.py --out peers-run            # ~5 min of GPU time at the defaults
+    python -m benchmarks.peers.peers --out peers-run            # ~5 min of GPU time at the defaults
 
 On one GPU, every window is measured by every method at once, nested (the nesting order
 rotates from window to window, so no method is always the outermost):

@@ -8,7 +8,7 @@ by kind). The step time over the kernels' time shows what is launch gaps rather 
 the memory-bandwidth floor (weights and KV cache read once, at NVML's peak bandwidth) shows
 how far the work is from the hardware.
 
-    python benchmarks/decode_speed.py --model mistral --out DIR [--variants graph compiled ...]
+    python -m benchmarks.decode.decode_speed --model mistral --out DIR [--variants graph compiled ...]
 
 Writes DIR/decode_speed.json and prints a table; no meter runs (this measures speed only).
 """
@@ -96,7 +96,7 @@ def time_steps(decoder: Any, steps: int, repeats: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from _torch_gpu import decoding_parser, load_for_decoding
+    from benchmarks._torch_gpu import decoding_parser, load_for_decoding
 
     p = decoding_parser(__doc__, model="mistral", new_tokens=128)
     p.add_argument("--repeats", type=int, default=7)

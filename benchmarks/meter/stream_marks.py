@@ -7,7 +7,7 @@
 3. Energy: a window cut by stream marks around ~2 s of queued work, with no synchronize,
    vs a synchronized host-time window around the same work.
 
-    python benchmarks/stream_marks.py --json $OUT/stream_marks.json
+    python -m benchmarks.meter.stream_marks --json $OUT/stream_marks.json
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from _torch_gpu import nvml_index_of_current_device
+from benchmarks._torch_gpu import nvml_index_of_current_device
 from ecomeasure import Mark, Meter
 
 

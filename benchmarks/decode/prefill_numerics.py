@@ -7,7 +7,7 @@ prefill uncaptured and captured, and compares the KV cache they leave (largest a
 difference) and the greedy tokens that follow (uncaptured steps after each prefill), and
 both with ``model.generate``'s tokens.
 
-    python benchmarks/prefill_numerics.py --model phi3-mini --quant fp16 --out DIR
+    python -m benchmarks.decode.prefill_numerics --model phi3-mini --quant fp16 --out DIR
 
 Writes DIR/prefill_numerics-<model>-<quant>.json and prints one line per backend.
 """
@@ -25,7 +25,7 @@ def kv(decoder: Any) -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from _torch_gpu import decoding_parser, load_for_decoding
+    from benchmarks._torch_gpu import decoding_parser, load_for_decoding
 
     p = decoding_parser(__doc__, model="phi3-mini", new_tokens=64, batch_size=False)
     args = p.parse_args(argv)

@@ -1,9 +1,11 @@
-"""One-off probe of NVML call costs and timestamp semantics on the lent GPU.
+"""NVML call costs and timestamp semantics on GPU 0, through pynvml (no ecomeasure).
 
 Answers the questions that shape the native sampler: how much CPU each source
 costs per call, whether nvmlFieldValue_t.timestamp is the update time or the
 query time, and how the energy counter's ticks line up with the driver's own
-power samples. Writes raw CSVs under $OUT for offline analysis.
+power samples. Prints its findings; writes raw CSVs under $OUT (default /tmp).
+
+    OUT=DIR python -m benchmarks.meter.nvml_probe
 """
 import ctypes, os, time, threading
 import pynvml as N

@@ -1,6 +1,6 @@
 """Where a bench process's time went, from the monotonic marks in its run file.
 
-    python benchmarks/sweep_timeline.py RUN.json... [--launched-at SECONDS]
+    python -m ecomeasure.bench.timeline RUN.json... [--launched-at SECONDS]
 
 Per run file (one per process; one per rank under torchrun) one line: the imports (process
 start to ``main``), the setup (devices, NVML, the ranks' group and plan), then over its
@@ -10,13 +10,15 @@ freeing memory), and the end; these add up to the process's life. ``--launched-a
 monotonic second of the launch (e.g. ``python3 -c 'import time; print(time.monotonic())'``
 just before it), to show how long the process took to start. The second line gives each
 configuration's measuring start (after the process start), to compare ranks: all marks are on
-one host's monotonic clock.
+one host's monotonic clock. A run file that cannot be read (missing, not JSON, without the
+marks) is one line on stderr; the others are still described, and the exit status is 2.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ def measuring_began(marks: dict[str, Any]) -> float:
 
 
 def describe(path: Path, launched_at_s: float | None = None) -> list[str]:
-    """The two lines this script prints for one run file."""
+    """The two lines the command prints for one run file."""
     run = json.loads(path.read_text())
     parts = parts_s(run)
     marks = run["monotonic_s"]
@@ -83,18 +85,22 @@ def describe(path: Path, launched_at_s: float | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The command: two lines per run file; returns 2 if any could not be read, else 0."""
+    parser = argparse.ArgumentParser(prog="python -m ecomeasure.bench.timeline",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("run_files", nargs="+", type=Path, metavar="RUN.json")
     parser.add_argument("--launched-at", type=float, default=None, metavar="SECONDS",
                         help="the monotonic second of the launch")
     args = parser.parse_args(argv)
+    status = 0
     for path in args.run_files:
         try:
             print("\n".join(describe(path, args.launched_at)))
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"timeline {path}: unreadable ({exc})")
-    return 0
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"{parser.prog}: error: {path}: unreadable ({exc})", file=sys.stderr)
+            status = 2
+    return status
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,14 +1,16 @@
 """Merge the rows of one benchmark results directory into another (a dataset that grows over
-several GPU calls).
+several GPU runs).
 
-    python benchmarks/merge_results.py SRC --into DST [--where model=mistral --where regime=graph]
+    python -m ecomeasure.bench.merge SRC --into DST [--where model=mistral --where regime=graph]
 
 Every measured (``ok``) or ``unavailable`` row of SRC replaces the row of DST with the same
 configuration (GPU, model, quant, batch size, new tokens, device, regime), with its
 iterations; SRC's traces and run files are copied beside them. ``failed`` rows are not
 merged (a failure must not hide a measurement); ``--where column=value`` merges only the rows
 that match (all of them). Both directories must have the same columns.
-Prints what was added and what was replaced.
+Prints what was added and what was replaced. Bad input (a directory that is not a results
+directory, different columns, a malformed --where) is one line on stderr and exit 2, before
+anything in DST is written.
 """
 from __future__ import annotations
 
@@ -17,21 +19,28 @@ import csv
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from ecomeasure.bench.results import reference_csv_of
+from .results import reference_csv_of
 
 KEY = ("gpu_name", "model", "quant", "batch_size", "new_tokens", "device", "regime")
 ITERATION_KEY = ("model", "quant", "batch_size", "regime")
 """iterations.csv has no GPU or protocol columns: a merge replaces by these within DST."""
 
 
+class MergeError(ValueError):
+    """The two directories cannot be merged (their columns differ); nothing was written."""
+
+
 def read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV file's columns and rows."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         return list(reader.fieldnames or []), list(reader)
 
 
 def write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """Writes the rows whole or not at all (a temporary file renamed over ``path``)."""
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -55,11 +64,11 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None
     src_cols, src_rows = read(src / "results.csv")
     dst_cols, dst_rows = read(dst / "results.csv")
     if src_cols != dst_cols:
-        raise SystemExit(f"{src}/results.csv and {dst}/results.csv have different columns")
+        raise MergeError(f"{src}/results.csv and {dst}/results.csv have different columns")
     src_it_cols, src_its = read(src / "iterations.csv") if (src / "iterations.csv").exists() else ([], [])
     dst_it_cols, dst_its = read(dst / "iterations.csv")
     if src_its and src_it_cols != dst_it_cols:
-        raise SystemExit(f"{src}/iterations.csv and {dst}/iterations.csv have different columns")
+        raise MergeError(f"{src}/iterations.csv and {dst}/iterations.csv have different columns")
     incoming = [r for r in src_rows if r["status"] in ("ok", "unavailable")
                 and all(r.get(k) == v for k, v in (where or {}).items())]
     keys = {tuple(r[k] for k in KEY) for r in incoming}
@@ -86,19 +95,27 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The command: merges SRC into DST and prints what changed; returns the exit status."""
+    p = argparse.ArgumentParser(prog="python -m ecomeasure.bench.merge", description=__doc__.split("\n\n")[0])
     p.add_argument("src", type=Path)
     p.add_argument("--into", type=Path, required=True)
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                    help="merge only rows whose column has this value (repeatable: all must match)")
     args = p.parse_args(argv)
+
+    def refuse(message: str) -> NoReturn:
+        p.exit(2, f"{p.prog}: error: {message}\n")
+
     where = dict(w.split("=", 1) for w in args.where if "=" in w)
     if len(where) != len(args.where):
-        p.error("--where takes COLUMN=VALUE")
+        refuse("--where takes COLUMN=VALUE")
     for root in (args.src, args.into):
         if not (root / "results.csv").is_file() or not (root / "iterations.csv").is_file():
-            p.error(f"{root} is not a results directory (results.csv and iterations.csv)")
-    added, replaced = merge(args.src, args.into, where)
+            refuse(f"{root} is not a results directory (results.csv and iterations.csv)")
+    try:
+        added, replaced = merge(args.src, args.into, where)
+    except MergeError as exc:
+        refuse(str(exc))
     for what, keys in (("added", added), ("replaced", replaced)):
         for key in keys:
             print(f"{what}: {' '.join(key[1:])}")

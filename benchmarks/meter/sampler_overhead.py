@@ -6,7 +6,7 @@ errors, and the sampler thread's CPU time as a share of one core. Then measures 
 running meter slows a host-bound workload (many tiny kernels, like batch-1 decoding):
 alternating runs with and without a meter.
 
-    python benchmarks/sampler_overhead.py --seconds 60 --json $OUT/sampler_overhead.json
+    python -m benchmarks.meter.sampler_overhead --seconds 60 --json $OUT/sampler_overhead.json
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from _torch_gpu import nvml_index_of_current_device
+from benchmarks._torch_gpu import nvml_index_of_current_device
 from ecomeasure import SOURCES, Meter
 
 
