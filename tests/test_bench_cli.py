@@ -3,8 +3,8 @@ fake NVML playing a steady power profile whose energy over any window is known e
 import json
 import math
 import shutil
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path

@@ -6,7 +6,7 @@ into a private --target directory, runs the relevant tests against that build (s
 first failure) and restores the file. A mutant is *killed* when a test fails, *survived* when
 all pass. A tool, not part of CI's pytest run (a few minutes on 2 cores):
 
-    python benchmarks/mutants_cpp.py [--only NAME ...] [--out DIR]
+    python benchmarks/maintainer/mutants_cpp.py [--only NAME ...] [--out DIR]
 
 Prints a table and writes DIR/mutants.json.
 """
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ["tests/test_integration_properties.py", "tests/test_meter.py"]
 
 # name: (file, original text, mutated text). The original must occur exactly once.

@@ -7,7 +7,7 @@ load from this repository); the tests named for it run, and the file is restored
 *killed* when a test fails, *survived* when all pass. A tool, not part of CI's pytest run:
 
     pip install --no-build-isolation --no-deps .    # the package under test
-    python benchmarks/mutants_py.py [--only NAME ...] [--out DIR]
+    python benchmarks/maintainer/mutants_py.py [--only NAME ...] [--out DIR]
 
 Prints a table and writes DIR/mutants.json. mutmut covers the numeric modules (see README);
 these mutants cover the decisions mutmut's operators do not reach.
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # name: (file, original text, mutated text, tests). The original must occur exactly once.
 MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
@@ -79,29 +79,29 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "worse_swap_kept": (
         "ecomeasure/bench/shard.py", "self._swap(unit, other)  # back", "pass  # back", ["tests/test_bench_shard.py"]),
     "merge_ignores_where": (
-        "benchmarks/merge_results.py", "and all(r.get(k) == v for k, v in (where or {}).items())]", "]",
+        "ecomeasure/bench/merge.py", "and all(r.get(k) == v for k, v in (where or {}).items())]", "]",
         ["tests/test_merge_results.py"]),
     "merge_keeps_replaced_traces": (
-        "benchmarks/merge_results.py", "trace.unlink(missing_ok=True)", "pass", ["tests/test_merge_results.py"]),
+        "ecomeasure/bench/merge.py", "trace.unlink(missing_ok=True)", "pass", ["tests/test_merge_results.py"]),
     "merge_takes_failures": (
-        "benchmarks/merge_results.py", 'if r["status"] in ("ok", "unavailable")', 'if r["status"]',
+        "ecomeasure/bench/merge.py", 'if r["status"] in ("ok", "unavailable")', 'if r["status"]',
         ["tests/test_merge_results.py"]),
     "stability_ignores_first_flag": (
-        "benchmarks/readme_tables.py", "first_flagged += flags[0]", "first_flagged += 0",
+        "benchmarks/maintainer/readme_tables.py", "first_flagged += flags[0]", "first_flagged += 0",
         ["tests/test_readme_tables.py::test_stability_table_counts_cold_first_iterations_by_todays_rule"]),
     "scaling_ratio_inverted": (
-        "benchmarks/readme_tables.py", 'f"**{two_s / one_s:.3f}**"', 'f"**{one_s / two_s:.3f}**"',
+        "benchmarks/maintainer/readme_tables.py", 'f"**{two_s / one_s:.3f}**"', 'f"**{one_s / two_s:.3f}**"',
         ["tests/test_readme_tables.py::test_scaling_table_reads_what_the_scaling_script_writes"]),
     "scaling_same_always_yes": (
-        "benchmarks/readme_tables.py", '"yes" if wall["same"] == "True" else "**no**"', '"yes"',
+        "benchmarks/maintainer/readme_tables.py", '"yes" if wall["same"] == "True" else "**no**"', '"yes"',
         ["tests/test_readme_tables.py::test_scaling_table_reads_what_the_scaling_script_writes"]),
     "nvjet_not_matmul": (
-        "benchmarks/decode_speed.py", '("nvjet", "gemv"', '("gemv"', ["tests/test_decode_speed.py"]),
+        "benchmarks/decode/decode_speed.py", '("nvjet", "gemv"', '("gemv"', ["tests/test_decode_speed.py"]),
     "timeline_prepared_after_measuring": (
         "ecomeasure/bench/sweep.py", "            marks[\"prepared\"] = time.monotonic()\n", "",
         ["tests/test_bench_cli.py::test_run_file_has_a_timeline_that_adds_up"]),
     "timeline_load_counted_per_configuration": (
-        "benchmarks/sweep_timeline.py", "if load != last_load and", "if",
+        "ecomeasure/bench/timeline.py", "if load != last_load and", "if",
         ["tests/test_bench_cli.py::test_run_file_has_a_timeline_that_adds_up"]),
     "rank_0_alone_counts_parameters": (
         "ecomeasure/bench/cli.py", "shard.params_b(canonical_model(model)) for model in options.models}",

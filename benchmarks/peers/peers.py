@@ -402,12 +402,13 @@ def _rows(workload: str, length: float, index: int, timing: dict, truth: Callabl
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from ecomeasure import Meter, NVMLUnavailableError, __version__
-    from ecomeasure.reference import ReferenceMeter, ReferenceUnavailableError
-    from ecomeasure.validate import MatmulWorkload, differential_truth, open_backend
+class PeersError(RuntimeError):
+    """The comparison cannot run here (no GPU, no NVML, no pynvml, ...): one line, exit 1."""
 
-    peers = import_peers()
+
+def note_missing_peers(peers: dict[str, object]) -> dict[str, str]:
+    """Prints a line per peer package that is not installed; returns their methods, each
+    marked "not installed" (its columns say so)."""
     unavailable = {}
     for package, found in peers.items():
         if isinstance(found, str):
@@ -416,36 +417,47 @@ def run(args: argparse.Namespace) -> int:
     if SKLEARN_STAND_IN and not isinstance(peers["zeus"], str):
         print("peers: scikit-learn is not installed; zeus runs with a stand-in for sklearn.metrics.auc "
               "(the trapezoid rule), the one function it imports from it", flush=True)
+    return unavailable
+
+
+def open_gpu(args: argparse.Namespace):
+    """The matmul backend on CUDA device ``args.device`` and the NVML GPU that is that device."""
+    from ecomeasure import Meter, NVMLUnavailableError
+    from ecomeasure.validate import open_backend
 
     try:
         backend = open_backend(args.backend, args.device)
         probe = Meter(start=False)
     except (RuntimeError, NVMLUnavailableError) as error:
-        print(f"peers: {error}", file=sys.stderr)
-        return 1
+        raise PeersError(str(error)) from error
     gpus = [d for d in probe.devices if backend.matches(d)]
     probe.close()
     if not gpus:
-        print(f"peers: CUDA device {args.device} is not among NVML's GPUs", file=sys.stderr)
-        return 1
-    gpu = gpus[0]
-    meter = Meter(devices=[gpu.index])  # defaults: what a user gets
-    reference = ReferenceMeter(gpu.index, interval_s=0.1)
+        raise PeersError(f"CUDA device {args.device} is not among NVML's GPUs")
+    return backend, gpus[0]
+
+
+def start_reference(nvml_index: int):
+    """The seed's 10 Hz method on that GPU, started."""
+    from ecomeasure.reference import ReferenceMeter, ReferenceUnavailableError
+
+    reference = ReferenceMeter(nvml_index, interval_s=0.1)
     try:
         reference.start()
     except ReferenceUnavailableError as error:
-        print(f"peers: the seed's 10 Hz method needs nvidia-ml-py: {error}", file=sys.stderr)
-        return 1
-    meter_start = time.monotonic()
-    workload = MatmulWorkload(backend, meter)
-    seconds_per_matmul = workload.calibrate()
+        raise PeersError(f"the seed's 10 Hz method needs nvidia-ml-py: {error}") from error
+    return reference
 
-    # Every method, created once (CodeCarbon: a tracker per window, see CodeCarbonMethod).
+
+def start_methods(peers: dict[str, object], args: argparse.Namespace, nvml_index: int, meter, reference,
+                  unavailable: dict[str, str]) -> dict[str, object]:
+    """Every method, created once (CodeCarbon: a tracker per window, see CodeCarbonMethod); one
+    that cannot start is marked "failed" in ``unavailable`` and left out."""
     factories = {
         "zeus_monitor": lambda: ZeusMonitorMethod(peers["zeus"], args.device),
         "zeus_power": lambda: ZeusPowerMethod(peers["zeus"], args.device),
-        "codecarbon_15s": lambda: CodeCarbonMethod(peers["codecarbon"], gpu.index, 15.0),
-        "codecarbon_1s": lambda: CodeCarbonMethod(peers["codecarbon"], gpu.index, 1.0),
+        "codecarbon_15s": lambda: CodeCarbonMethod(peers["codecarbon"], nvml_index, 15.0),
+        "codecarbon_1s": lambda: CodeCarbonMethod(peers["codecarbon"], nvml_index, 1.0),
         "seed_10hz": lambda: SeedMethod(reference),
     }
     methods: dict[str, object] = {"ecomeasure": EcoMethod(meter)}
@@ -457,45 +469,40 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"peers: {name} could not start ({type(exc).__name__}: {exc}); its columns say 'failed'", flush=True)
             unavailable[name] = "failed"
-    warnings.filterwarnings("ignore", message="The energy consumption of one or more GPUs was measured as zero")
+    return methods
 
-    rng = random.Random(args.seed)
-    counts = {L: windows_per_length(L, args.repetitions, args.target_s) for L in args.lengths}
-    print(f"peers: {gpu.name} (NVML {gpu.index}, cuda:{args.device}), driver {meter.driver_version}; "
-          f"methods {', '.join(methods)}; {sum(counts.values())} windows per workload; "
-          f"~{planned_s(args.lengths, args.repetitions, args.target_s, args.gap_s, args.edge_s):.0f} s planned "
-          f"after start-up", flush=True)
 
-    # Steady load, kept by another process.
+def measure_steady(args: argparse.Namespace, backend, methods: dict[str, object], order: list[float],
+                   meter_start: float) -> tuple[list[tuple], float, float]:
+    """Windows of the given lengths (in that order) under a steady load kept by another process;
+    returns them as (length, index, timing, centre s) and the load's start and end."""
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     load = ctx.Process(target=_steady_load, args=(backend.name, args.device, ready, stop), daemon=True)
     load.start()
     if not ready.wait(180):
-        print("peers: the steady-load process did not start", file=sys.stderr)
         load.kill()
-        return 1
+        raise PeersError("the steady-load process did not start")
     load_start = time.monotonic()
     _sleep_until(max(load_start + args.settle_s + args.fit_reach_s / 2, meter_start + CALIBRATION_SPAN_S + 1))
-    order = [L for L in args.lengths for _ in range(counts[L])]
-    rng.shuffle(order)
-    steady_windows = []  # (length, index, timing, centre s)
-    eco = methods["ecomeasure"]
+    windows = []
     for i, length in enumerate(order):
         t0 = time.monotonic()
         _, timing = measure_window(methods, i, lambda: time.sleep(length))
-        steady_windows.append((length, i, timing, (t0 + time.monotonic()) / 2))
+        windows.append((length, i, timing, (t0 + time.monotonic()) / 2))
     _sleep_until(time.monotonic() + args.fit_reach_s / 2)
     load_end = time.monotonic()
     stop.set()
     load.join(30)
-    print(f"steady: {len(order)} windows done; ecomeasure's headline method: {getattr(eco, 'last_method', '?')}",
-          flush=True)
+    return windows, load_start, load_end
 
-    # Isolated bursts: per length, run A (bursts in gaps) then run B (idle as long).
-    eco.stream = backend.stream
+
+def measure_bursts(args: argparse.Namespace, methods: dict[str, object], workload, counts: dict[float, int],
+                   rng: random.Random) -> list[tuple]:
+    """Isolated bursts: per length, run A (bursts in gaps) then run B (idle as long); returns
+    (length, run A ns, run B ns, [(burst, timing)]) per length."""
     time.sleep(args.edge_s + 2)  # the load's tail: away from run A's start
-    items = []  # (length, run_a, run_b, [(burst, timing)])
+    items = []
     index = 0
     for length in args.lengths:
         a0 = time.monotonic_ns()
@@ -511,22 +518,25 @@ def run(args: argparse.Namespace) -> int:
         time.sleep((a1 - a0) / _NS)
         items.append((length, (a0, a1), (a1, time.monotonic_ns()), windows))
         print(f"bursts {length:g} s: {len(windows)} windows done", flush=True)
-    end = time.monotonic()
-    while meter.trace("counter")[0][-1] < end + 0.2:
-        time.sleep(0.1)
-    reference.wait_past(end, timeout_s=1.0)
+    return items
 
-    # Truths, then every method's result.
+
+def score(meter, args: argparse.Namespace, steady: list[tuple], load_s: tuple[float, float],
+          bursts: list[tuple]) -> list[Row]:
+    """Each window's truth (steady: the counter's local slope; bursts: the differential truth of
+    its run pair), then every method's result against it."""
+    from ecomeasure.validate import differential_truth
+
     t_s, e_j = meter.trace("counter")
     t_ns, _ = meter.trace_ns("counter")
     rows: list[Row] = []
-    lo, hi = load_start + args.settle_s, load_end - 1.0
-    for length, i, timing, centre in steady_windows:
+    lo, hi = load_s[0] + args.settle_s, load_s[1] - 1.0
+    for length, i, timing, centre in steady:
         power = local_power_w(t_s, e_j, centre, args.fit_reach_s, lo, hi)
         rows += _rows("steady", length, i, timing, lambda own, p=power: p * own, truth_power_w=power)
-    spans = [b.start.span_ns(b.end) for _, _, _, ws in items for b, _ in ws]
+    spans = [b.start.span_ns(b.end) for _, _, _, ws in bursts for b, _ in ws]
     index = 0
-    for length, run_a, run_b, windows in items:
+    for length, run_a, run_b, windows in bursts:
         durations = [(b - a) / _NS for a, b in (w.start.span_ns(w.end) for w, _ in windows)]
         truth = differential_truth(t_ns, e_j, run_a, run_b, durations, busy_ns=spans)
         for (burst, timing), d in zip(windows, durations):
@@ -534,20 +544,70 @@ def run(args: argparse.Namespace) -> int:
             rows += _rows("bursts", length, index, timing,
                           lambda own, d=d: burst_window_truth_j(truth.burst_w, truth.idle_w, d, own),
                           truth_power_w=truth.burst_w, idle_w=truth.idle_w, burst_s=d)
+    return rows
+
+
+def run_info(args: argparse.Namespace, gpu, driver: str, backend, seconds_per_matmul: float,
+             unavailable: dict[str, str]) -> dict:
+    """What run.json says of the run besides its timing: card, versions, settings, command."""
+    from ecomeasure import __version__
+
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "gpu": gpu.name,
+            "driver": driver, "nvml_index": gpu.index, "cuda_index": args.device,
+            "seconds_per_matmul": seconds_per_matmul, "command": " ".join(sys.argv),
+            "versions": {"ecomeasure": __version__, "python": platform.python_version(),
+                         **{p: _version(p) for p in ("zeus", "codecarbon", "nvidia-ml-py")},
+                         **backend.versions()},
+            "sklearn_stand_in": SKLEARN_STAND_IN, "unavailable": unavailable, "settings": vars(args)}
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole comparison on the GPU: steady windows, then bursts, then the table and files."""
+    from ecomeasure import Meter
+    from ecomeasure.validate import MatmulWorkload
+
+    peers = import_peers()
+    unavailable = note_missing_peers(peers)
+    try:
+        backend, gpu = open_gpu(args)
+        meter = Meter(devices=[gpu.index])  # defaults: what a user gets
+        reference = start_reference(gpu.index)
+        meter_start = time.monotonic()
+        workload = MatmulWorkload(backend, meter)
+        seconds_per_matmul = workload.calibrate()
+        methods = start_methods(peers, args, gpu.index, meter, reference, unavailable)
+        warnings.filterwarnings("ignore", message="The energy consumption of one or more GPUs was measured as zero")
+
+        rng = random.Random(args.seed)
+        counts = {L: windows_per_length(L, args.repetitions, args.target_s) for L in args.lengths}
+        print(f"peers: {gpu.name} (NVML {gpu.index}, cuda:{args.device}), driver {meter.driver_version}; "
+              f"methods {', '.join(methods)}; {sum(counts.values())} windows per workload; "
+              f"~{planned_s(args.lengths, args.repetitions, args.target_s, args.gap_s, args.edge_s):.0f} s planned "
+              f"after start-up", flush=True)
+        order = [L for L in args.lengths for _ in range(counts[L])]
+        rng.shuffle(order)
+        steady, load_start, load_end = measure_steady(args, backend, methods, order, meter_start)
+    except PeersError as error:
+        print(f"peers: {error}", file=sys.stderr)
+        return 1
+    eco = methods["ecomeasure"]
+    print(f"steady: {len(order)} windows done; ecomeasure's headline method: {getattr(eco, 'last_method', '?')}",
+          flush=True)
+    eco.stream = backend.stream
+    bursts = measure_bursts(args, methods, workload, counts, rng)
+    end = time.monotonic()
+    while meter.trace("counter")[0][-1] < end + 0.2:
+        time.sleep(0.1)
+    reference.wait_past(end, timeout_s=1.0)
+    rows = score(meter, args, steady, (load_start, load_end), bursts)
     meter.stop()
     reference.stop()
 
     summary = summarize(rows, unavailable)
     table = markdown_table(summary)
-    info = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "gpu": gpu.name,
-            "driver": meter.driver_version, "nvml_index": gpu.index, "cuda_index": args.device,
-            "seconds_per_matmul": seconds_per_matmul, "command": " ".join(sys.argv),
-            "versions": {"ecomeasure": __version__, "python": platform.python_version(),
-                         **{p: _version(p) for p in ("zeus", "codecarbon", "nvidia-ml-py")},
-                         **backend.versions()},
-            "sklearn_stand_in": SKLEARN_STAND_IN, "unavailable": unavailable, "settings": vars(args),
-            "steady_load_s": [load_start, load_end], "burst_runs_ns": [(L, a, b) for L, a, b, _ in items],
-            "recording_s": end - meter_start}
+    info = run_info(args, gpu, meter.driver_version, backend, seconds_per_matmul, unavailable) | {
+        "steady_load_s": [load_start, load_end], "burst_runs_ns": [(L, a, b) for L, a, b, _ in bursts],
+        "recording_s": end - meter_start}
     write_outputs(Path(args.out), rows, summary, table, info, meter)
     print(f"\n{info['gpu']}, driver {info['driver']}, {info['date']}: median |error| (worst) per window; "
           f"`{info['command']}`\n")
