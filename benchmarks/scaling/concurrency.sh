@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # How much a rank's eager generation slows down beside another busy rank on the same host,
-# with and without --pin-cpus. Needs 2 GPUs. Eager HF decode is host-bound, so two ranks
-# compete for the CPU even though each has its own GPU.
-#   OUT=/tmp/out MODEL=tinyllama bash benchmarks/concurrency.sh
+# with and without --pin-cpus. Needs 2 GPUs and ecomeasure installed (see benchmarks/gpu.sh).
+# Eager HF decode is host-bound, so two ranks compete for the CPU even though each has its own GPU.
+#   OUT=DIR MODEL=tinyllama REGIME=eager bash benchmarks/scaling/concurrency.sh
+# (or `bash benchmarks/gpu.sh concurrency`, which writes to gpu-out/concurrency).
 # Runs: alone (one process, GPU 0, fp16), then torchrun with 2 ranks where rank 0 and rank 1
 # measure fp16 and bf16 of the same model at the same time (the planner splits the two
 # equal-cost configurations), pinned and not. Output: $OUT/{alone,pinned,unpinned}/ (results,
 # run files with each rank's cpu_affinity), *.log and $OUT/concurrency.txt (tok/s, CV %, J/1k).
-# Build and install ecomeasure, then helpers.
+# Random weights go to $WEIGHTS (default $OUT/weights).
 set -uo pipefail
-OUT=${OUT:-/tmp/ecomeasure-out}
-mkdir -p "$OUT"
+OUT=${OUT:-concurrency-out}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+WEIGHTS=${WEIGHTS:-$OUT/weights}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1  # torchrun sets 1 per rank: the same everywhere
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-python3 -m pip install -q --no-build-isolation --no-deps "$repo" > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-cd /tmp   # import the installed package, not the source tree
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 nvidia-smi --query-gpu=index,name,driver_version,power.limit --format=csv | tee "$OUT/nvidia-smi.txt"
 [ "$(nvidia-smi -L | wc -l)" -ge 2 ] || { echo "needs 2 GPUs"; exit 1; }
 nproc | tee "$OUT/nproc.txt"
-# --regime once the bench has it (REGIME=eager or graph); empty: the bench's only regime today.
+# REGIME=eager or graph; unset: the bench's default regime.
 regime_args=(${REGIME:+--regime "$REGIME"})
 
 # "<tok/s mean> <CV %> <J/1k>" of each row of results.csv under $1 matching quant $2.
@@ -32,7 +32,7 @@ PY
 }
 MODEL=${MODEL:-tinyllama}
 proto=(--model "$MODEL" --batch-size 1 --new-tokens 64 --warmup 1 --warmup-tokens 32 --iterations 5
-       --idle-seconds 3 --weights-dir /tmp/weights "${regime_args[@]}")
+       --idle-seconds 3 --weights-dir "$WEIGHTS" "${regime_args[@]}")
 
 CUDA_VISIBLE_DEVICES=0 python3 -m ecomeasure.bench "${proto[@]}" --quant fp16 --out "$OUT/alone" \
   > "$OUT/alone.log" 2>&1 || { tail -30 "$OUT/alone.log"; exit 1; }
