@@ -62,7 +62,7 @@ def main() -> None:
     unbounded = TraceSet({}, [])
     rows = []
     print("per 1 s window: bounded store + 60 s calibration reach (the Meter's defaults), and "
-          "the old core's whole-run calibration over an unbounded store")
+          "a whole-run calibration over an unbounded store, for comparison")
     print(f"{'hour':>4} {'window cost (us)':>17} {'whole-run calib. (us)':>22} "
           f"{'memory bounded (MB)':>20} {'unbounded (MB)':>15}")
     for h in range(args.hours):
