@@ -14,8 +14,9 @@
 #   (pip install ".[quant,peers]"), or, without a network, WHEELS=FOLDER names a folder of their
 #   wheels: they are installed from it into DIR/site, which goes on PYTHONPATH. PEERS_WHEELS=FOLDER
 #   keeps the peers' wheels apart (DIR/site-peers, on PYTHONPATH for `peers` only).
-# Before any part, the package is built as above if `import _ecomeasure` fails. The parts run
-# from the repository root (python -m benchmarks.<group>.<script>).
+# Before any part, the package is built as above if `import _ecomeasure` fails (name the `build`
+# part first to rebuild a checkout whose csrc/ changed). The parts run from the repository root
+# (python -m benchmarks.<group>.<script>), so they import this checkout's ecomeasure/.
 # DEVICE=cuda:N runs the bench parts on that GPU without CUDA_VISIBLE_DEVICES.
 # Parts:
 #   build     only installs (also done before any other part where needed)
