@@ -190,7 +190,7 @@ if [ -n "${WHEELS:-}" ]; then
   install_wheels "$OUT/site" "$WHEELS" || exit 1
   export PYTHONPATH="$OUT/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-python3 -c 'import _ecomeasure' 2> /dev/null || build
+[[ " $* " == *" build "* ]] || python3 -c 'import _ecomeasure' 2> /dev/null || build
 for part in "$@"; do
   echo "=== $part ($(date -u +%H:%M:%S))"
   "$part"
