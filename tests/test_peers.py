@@ -75,6 +75,13 @@ def test_a_missing_peer_gives_one_line_that_says_what_to_install(peers, monkeypa
     assert "\n" not in line and 'pip install "ecomeasure[peers]"' in line and "zeus==" in line
 
 
+def test_a_missing_peer_package_marks_each_of_its_methods_not_installed(peers, capsys):
+    unavailable = peers.note_missing_peers({"zeus": "No module named 'zeus'", "codecarbon": object()})
+    assert unavailable == {"zeus_monitor": "not installed", "zeus_power": "not installed"}
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "zeus" in out[0]
+
+
 def test_the_sklearn_stand_in_matches_the_trapezoid_rule(peers, monkeypatch):
     for name in ("sklearn", "sklearn.metrics"):
         monkeypatch.setitem(sys.modules, name, None)
