@@ -1,6 +1,8 @@
-"""What the decode scripts share: their options, the model and prompt loaded as the bench loads
-them, and the NVML index of the GPU torch is using. Imports torch only when called, so that
-``--help`` and bad options answer at once."""
+"""What the GPU measurement scripts share: their options, the model and prompt loaded as the
+bench loads them, and the NVML index of the GPU torch is using. The scripts import it as
+``benchmarks._torch_gpu``, so they run from the repository root as
+``python -m benchmarks.<group>.<script>``. Imports torch only when called, so that ``--help``
+and bad options answer at once."""
 import argparse
 import sys
 from pathlib import Path
@@ -22,17 +24,15 @@ def decoding_parser(doc: str, *, model: str, new_tokens: int, batch_size: bool =
 
 
 def nvml_index_of_current_device() -> int:
-    """By UUID: CUDA_VISIBLE_DEVICES renumbers torch's devices, not NVML's."""
+    """The NVML index of the GPU torch is using, matched as the bench matches it (by UUID:
+    CUDA_VISIBLE_DEVICES renumbers torch's devices, not NVML's)."""
     import torch
 
-    from ecomeasure import Meter
+    from ecomeasure.bench import environment
 
-    uuid = torch.cuda.get_device_properties(torch.cuda.current_device()).uuid
-    probe = Meter(start=False)
-    try:
-        return next(d.index for d in probe.devices if d.has_uuid(uuid))
-    finally:
-        probe.close()
+    hardware = environment.find_hardware(f"cuda:{torch.cuda.current_device()}")
+    assert hardware.gpu is not None  # find_hardware raises where no NVML GPU matches
+    return hardware.gpu.index
 
 
 def load_for_decoding(model: str, quant: str, batch_size: int, device: str, weights_dir) -> tuple:

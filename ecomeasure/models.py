@@ -51,8 +51,9 @@ class ModelSpec:
     prompt_adds_bos: bool
     extra: tuple[tuple[str, Any], ...] = ()
     """Further config.json values (sliding window and the like)."""
-    hidden: bool = False
-    """Test-only architectures: accepted by name, not listed."""
+    test_architecture: bool = False
+    """Not a published model: a small architecture for tests and CPU smoke runs (random
+    weights only); listed after the seed's models and marked as a test architecture."""
     aliases: tuple[str, ...] = field(default=())
 
     def config_values(self) -> dict[str, Any]:
@@ -153,11 +154,11 @@ _MODELS: tuple[ModelSpec, ...] = (
               num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
               max_position_embeddings=512, rope_theta=10000.0, rms_norm_eps=1e-5,
               tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=None,
-              prompt_tokens=11, prompt_adds_bos=True, hidden=True),
+              prompt_tokens=11, prompt_adds_bos=True, test_architecture=True),
 )
 
 MODELS: dict[str, ModelSpec] = {m.alias: m for m in _MODELS}
-"""Every registered model by alias (including hidden test architectures)."""
+"""Every registered model by alias (the test architectures included)."""
 
 _BY_NAME: dict[str, ModelSpec] = {
     **{m.alias: m for m in _MODELS},
@@ -166,14 +167,19 @@ _BY_NAME: dict[str, ModelSpec] = {
 }
 
 
+TEST_MARK = " (a test architecture)"
+"""How lists of models mark a test architecture."""
+
+
 def listed_models() -> list[ModelSpec]:
-    """The seed's models, in the seed's order (test architectures left out)."""
-    return [m for m in _MODELS if not m.hidden]
+    """Every registered model: the seed's, in the seed's order, then the test architectures."""
+    return sorted(_MODELS, key=lambda m: m.test_architecture)
 
 
 def valid_names() -> list[str]:
-    """Every alias a user may type (for error messages)."""
-    return [n for m in listed_models() for n in (m.alias, *m.aliases)]
+    """Every alias a user may type, as error messages list them: a test architecture's alias
+    carries :data:`TEST_MARK`."""
+    return [n + (TEST_MARK if m.test_architecture else "") for m in listed_models() for n in (m.alias, *m.aliases)]
 
 
 class UnknownModelError(ValueError):

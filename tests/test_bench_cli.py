@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -166,9 +167,8 @@ def test_run_file_records_the_configuration(run):
 
 def test_run_file_has_a_timeline_that_adds_up(run):
     """The monotonic marks place each configuration's idle window inside its measuring, and
-    benchmarks/sweep_timeline.py's parts add up to the process's life."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import sweep_timeline
+    ecomeasure.bench.timeline's parts add up to the process's life."""
+    from ecomeasure.bench import timeline
 
     path = next(run.out.glob("run-*.json"))
     info = json.loads(path.read_text())
@@ -186,12 +186,12 @@ def test_run_file_has_a_timeline_that_adds_up(run):
         previous_written = m["written"]
     # One load per quantization, shared by its batch sizes and regimes.
     assert len({tuple(c["monotonic_s"]["load"]) for c in configs}) == len(QUANTS)
-    parts = sweep_timeline.parts_s(info)
+    parts = timeline.parts_s(info)
     assert all(v >= 0 for v in parts.values()), parts
     assert sum(parts.values()) == pytest.approx(marks["finished"] - marks["process_started"], abs=1e-6)
     assert parts["measure"] >= 0.5 * len(configs)  # each holds its 0.5 s idle window
     assert parts["loads"] == pytest.approx(sum(b - a for a, b in {tuple(c["monotonic_s"]["load"]) for c in configs}))
-    lines = sweep_timeline.describe(path, launched_at_s=marks["process_started"] - 1.0)
+    lines = timeline.describe(path, launched_at_s=marks["process_started"] - 1.0)
     assert "process started 1.0 s after the launch" in lines[0] and f"({len(configs)} configurations)" in lines[0]
     assert lines[1].count("bs=") == len(configs)
 
@@ -199,16 +199,26 @@ def test_run_file_has_a_timeline_that_adds_up(run):
 def test_timeline_counts_a_configuration_that_failed_before_it_began_as_between(run):
     """A configuration whose weights or load failed has no marks: the timeline still reads,
     and the parts still add up to the process's life."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import sweep_timeline
+    from ecomeasure.bench import timeline
 
     info = json.loads(next(run.out.glob("run-*.json")).read_text())
     unmarked = {k: v for k, v in info["configurations"][0].items() if k != "monotonic_s"}
     info["configurations"].insert(1, unmarked)
-    parts = sweep_timeline.parts_s(info)
+    parts = timeline.parts_s(info)
     assert all(v >= 0 for v in parts.values()), parts
     marks = info["monotonic_s"]
     assert sum(parts.values()) == pytest.approx(marks["finished"] - marks["process_started"], abs=1e-6)
+
+
+def test_timeline_command_reads_the_good_files_and_says_the_bad_one_in_a_line(run, tmp_path):
+    """``python -m ecomeasure.bench.timeline`` with a missing run file beside a good one: the good
+    one is described, the missing one is one line on stderr, and the exit status is 2."""
+    good = next(run.out.glob("run-*.json"))
+    done = subprocess.run([sys.executable, "-m", "ecomeasure.bench.timeline", str(tmp_path / "nothing.json"),
+                           str(good)], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "nothing.json" in done.stderr
+    assert done.stdout.count(f"timeline {good.parent.name}/{good.name}:") == 2
 
 
 def test_summary_table_and_progress_are_printed(run):

@@ -1,11 +1,11 @@
-"""benchmarks/decode_speed.py's kernel kinds, on names seen in its H200 profile."""
+"""benchmarks/decode/decode_speed.py's kernel kinds, on names seen in its H200 profile."""
 import importlib.util
 from pathlib import Path
 
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "decode_speed", Path(__file__).resolve().parent.parent / "benchmarks" / "decode_speed.py")
+    "decode_speed", Path(__file__).resolve().parent.parent / "benchmarks" / "decode" / "decode_speed.py")
 decode_speed = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(decode_speed)
 

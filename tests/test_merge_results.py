@@ -1,17 +1,15 @@
-"""benchmarks/merge_results.py: a dataset grown over several GPU calls keeps one row per
+"""python -m ecomeasure.bench.merge: a dataset grown over several GPU runs keeps one row per
 configuration, the newest measured one, with its iterations and traces."""
 from __future__ import annotations
 
 import csv
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("merge_results", ROOT / "benchmarks" / "merge_results.py")
-merge_results = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(merge_results)
+from ecomeasure.bench import merge
 
 COLUMNS = ["gpu_name", "model", "quant", "batch_size", "new_tokens", "device", "regime", "status",
            "throughput_tok_s_mean", "traces"]
@@ -50,7 +48,7 @@ def test_new_rows_replace_old_ones_and_add_the_rest(tmp_path):
                                       ("b", "nf4", "graph", "unavailable", "")])
     src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120"), ("b", "nf4", "graph", "ok", "90"),
                                       ("c", "int8", "eager", "failed", ""), ("c", "fp16", "eager", "ok", "7")])
-    added, replaced = merge_results.merge(src, dst)
+    added, replaced = merge.merge(src, dst)
     assert [k[1:3] + k[-1:] for k in replaced] == [("a", "fp16", "graph"), ("b", "nf4", "graph")]
     assert [k[1:3] + k[-1:] for k in added] == [("c", "fp16", "eager")]
     rows = {(r["model"], r["quant"], r["regime"]): r for r in read(dst / "results.csv")}
@@ -75,9 +73,9 @@ def test_a_replaced_rows_traces_under_another_name_are_removed(tmp_path):
     (dst / "traces" / "a_fp16_bs1_graph_reference.csv").rename(dst / "traces" / "a_fp16_bs1_graph-2_reference.csv")
     rows = read(dst / "results.csv")
     rows[0]["traces"] = "traces/a_fp16_bs1_graph-2.npz"
-    merge_results.write(dst / "results.csv", COLUMNS, rows)
+    merge.write(dst / "results.csv", COLUMNS, rows)
     src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120")])
-    merge_results.merge(src, dst)
+    merge.merge(src, dst)
     assert sorted(p.name for p in (dst / "traces").iterdir()) == ["a_fp16_bs1_graph.npz",
                                                                   "a_fp16_bs1_graph_reference.csv"]
 
@@ -86,15 +84,17 @@ def test_different_columns_are_refused(tmp_path):
     dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100")])
     src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120")])
     rows = read(src / "results.csv")
-    merge_results.write(src / "results.csv", COLUMNS[:-1], [{k: r[k] for k in COLUMNS[:-1]} for r in rows])
-    with pytest.raises(SystemExit, match="different columns"):
-        merge_results.merge(src, dst)
+    merge.write(src / "results.csv", COLUMNS[:-1], [{k: r[k] for k in COLUMNS[:-1]} for r in rows])
+    before = (dst / "results.csv").read_text()
+    with pytest.raises(merge.MergeError, match="different columns"):
+        merge.merge(src, dst)
+    assert (dst / "results.csv").read_text() == before
 
 
 def test_where_merges_only_the_matching_rows(tmp_path):
     dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100"), ("a", "nf4", "graph", "ok", "90")])
     src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120"), ("a", "nf4", "graph", "ok", "95")])
-    added, replaced = merge_results.merge(src, dst, {"quant": "fp16"})
+    added, replaced = merge.merge(src, dst, {"quant": "fp16"})
     assert added == [] and [k[2] for k in replaced] == ["fp16"]
     rows = {r["quant"]: r["throughput_tok_s_mean"] for r in read(dst / "results.csv")}
     assert rows == {"fp16": "120", "nf4": "90"}
@@ -105,6 +105,21 @@ def test_a_directory_without_results_is_one_line_and_exit_2(tmp_path, capsys):
     dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100")])
     before = (dst / "results.csv").read_text()
     with pytest.raises(SystemExit) as exc:
-        merge_results.main([str(tmp_path / "nothing"), "--into", str(dst)])
-    assert exc.value.code == 2 and "is not a results directory" in capsys.readouterr().err
+        merge.main([str(tmp_path / "nothing"), "--into", str(dst)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "is not a results directory" in err and err.count("\n") == 1
+    assert (dst / "results.csv").read_text() == before
+
+
+def test_different_columns_from_the_command_are_one_line_and_exit_2(tmp_path):
+    """Run as users run it: ``python -m ecomeasure.bench.merge``; DST is left as it was."""
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100")])
+    src = make_dir(tmp_path / "src", [("a", "fp16", "graph", "ok", "120")])
+    rows = read(src / "results.csv")
+    merge.write(src / "results.csv", COLUMNS[:-1], [{k: r[k] for k in COLUMNS[:-1]} for r in rows])
+    before = (dst / "results.csv").read_text()
+    done = subprocess.run([sys.executable, "-m", "ecomeasure.bench.merge", str(src), "--into", str(dst)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "different columns" in done.stderr
     assert (dst / "results.csv").read_text() == before

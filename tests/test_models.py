@@ -25,8 +25,9 @@ PARAMS = {
 }
 
 
-def test_the_eight_seed_models_are_listed_in_order():
-    assert [m.alias for m in models.listed_models()] == list(SEED)
+def test_the_eight_seed_models_are_listed_in_order_then_the_test_architecture():
+    assert [m.alias for m in models.listed_models()] == [*SEED, "tiny-llama-test"]
+    assert [m.alias for m in models.listed_models() if m.test_architecture] == ["tiny-llama-test"]
 
 
 @pytest.mark.parametrize("alias", list(SEED))
@@ -78,16 +79,34 @@ def test_unknown_model_lists_the_valid_ones():
         assert alias in str(err.value)
 
 
-def test_test_architecture_is_hidden_but_usable():
-    assert "tiny-llama-test" not in models.valid_names()
+def test_test_architecture_is_named_as_one_in_the_unknown_model_error():
+    with pytest.raises(models.UnknownModelError) as err:
+        models.check_model_name("llama-70b")
+    assert "tiny-llama-test (a test architecture)" in str(err.value)
+    assert models.valid_names()[-1] == "tiny-llama-test (a test architecture)"
+    assert all("test architecture" not in name for name in models.valid_names()[:-1])
+
+
+def test_test_architecture_is_usable():
     spec = models.lookup("tiny-llama-test")
-    assert spec is not None and spec.hidden and spec.hf_id is None
+    assert spec is not None and spec.test_architecture and spec.hf_id is None
     config = spec.build_config()
     assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
             config.num_key_value_heads, config.vocab_size) == (2, 64, 4, 2, 512)
 
 
 def test_prompt_estimates_are_plausible():
-    for spec in models.listed_models():
+    for spec in (m for m in models.listed_models() if not m.test_architecture):
         assert 8 <= spec.prompt_tokens <= 12
         assert spec.prompt_adds_bos == (spec.model_type != "qwen2" and spec.alias != "yi-1.5-6b")
+
+
+def test_list_models_shows_the_test_architecture_marked(capsys, monkeypatch):
+    """``python -m ecomeasure.bench --list-models``: the seed's models and, last, the CPU smoke
+    model that ``--help`` suggests, marked as a test architecture."""
+    from ecomeasure.bench import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["--list-models"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "tiny-llama-test" in line]
+    assert len(lines) == 1 and "test architecture" in lines[0]

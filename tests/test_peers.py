@@ -1,4 +1,4 @@
-"""benchmarks/peers.py without a GPU, Zeus or CodeCarbon: its truth, its analysis, its table,
+"""benchmarks/peers/peers.py without a GPU, Zeus or CodeCarbon: its truth, its analysis, its table,
 and what it says when a peer is missing."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "peers.py"
+PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "peers" / "peers.py"
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,13 @@ def test_a_missing_peer_gives_one_line_that_says_what_to_install(peers, monkeypa
     assert isinstance(found["zeus"], str)
     line = peers.missing_line("zeus", found["zeus"])
     assert "\n" not in line and 'pip install "ecomeasure[peers]"' in line and "zeus==" in line
+
+
+def test_a_missing_peer_package_marks_each_of_its_methods_not_installed(peers, capsys):
+    unavailable = peers.note_missing_peers({"zeus": "No module named 'zeus'", "codecarbon": object()})
+    assert unavailable == {"zeus_monitor": "not installed", "zeus_power": "not installed"}
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "zeus" in out[0]
 
 
 def test_the_sklearn_stand_in_matches_the_trapezoid_rule(peers, monkeypatch):

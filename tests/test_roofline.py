@@ -61,7 +61,7 @@ def test_outliers_beyond_three_scaled_mads():
 
 
 def test_bandwidth_from_nvml_memory_clock_and_bus_width(monkeypatch):
-    # Double data rate: bytes/s = max memory clock x 2 x bus width / 8 (on the lent H200 NVML's
+    # Double data rate: bytes/s = max memory clock x 2 x bus width / 8 (on an H200, NVML's
     # figures gave 4,814 GB/s, against a data sheet's 4,800).
     monkeypatch.setattr(roofline, "_nvml_memory", lambda index, library: (3201e6, 6144))
     assert roofline.peak_bandwidth(0, "NVIDIA H200") == roofline.Bandwidth(3201e6 * 2 * 6144 / 8, "nvml")

@@ -460,6 +460,17 @@ def test_cli_without_a_gpu_says_so_in_one_line():
     assert lines[0].startswith("ecomeasure.validate: ") and "NVIDIA GPU and PyTorch or CuPy" in lines[0]
 
 
+def test_from_a_missing_folder_is_one_line_and_exit_2(tmp_path):
+    missing = tmp_path / "nothing"
+    out = subprocess.run([sys.executable, "-m", "ecomeasure.validate", "--from", str(missing)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ecomeasure.validate: cannot re-analyse") and str(missing) in lines[0]
+    assert not missing.exists()  # nothing written where the run was not
+
+
 def test_cli_help_names_every_option():
     out = subprocess.run([sys.executable, "-m", "ecomeasure.validate", "--help"], capture_output=True,
                          text=True, timeout=60)

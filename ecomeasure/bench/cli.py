@@ -133,7 +133,7 @@ def list_models(display: Display) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for m in models.listed_models():
         alias = " / ".join((m.alias, *m.aliases))
-        table.add_row(alias, m.hf_id or "", m.model_type, f"{models.spec_parameter_count(m.alias) / 1e9:.2f} B",
+        table.add_row(alias, m.hf_id or models.TEST_MARK.strip(" ()"), m.model_type, f"{models.spec_parameter_count(m.alias) / 1e9:.2f} B",
                       str(m.num_hidden_layers), str(m.hidden_size),
                       f"{m.num_attention_heads} / {m.num_key_value_heads}", f"{m.vocab_size:,}")
     display.out.print(table)

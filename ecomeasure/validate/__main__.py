@@ -123,7 +123,7 @@ def reanalyse(from_dir: str | Path, out_dir: str | Path | None = None, argv: lis
         validation, raw = load(from_dir)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"ecomeasure.validate: cannot re-analyse {from_dir}: {error}", file=sys.stderr)
-        return 1
+        return 2  # bad input: nothing was measured, nothing written
     validation.info["reanalysis"] = _command(argv)
     validation.info["reanalysis_date"] = time.strftime("%Y-%m-%d", time.gmtime())
     files = write_outputs(validation, out, raw_files=raw)
