@@ -88,7 +88,7 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/test_merge_results.py"]),
     "stability_ignores_first_flag": (
         "benchmarks/maintainer/readme_tables.py", "first_flagged += flags[0]", "first_flagged += 0",
-        ["tests/test_readme_tables.py::test_stability_table_counts_cold_first_iterations_by_todays_rule"]),
+        ["tests/test_readme_tables.py::test_stability_table_counts_cold_first_iterations_by_the_current_rule"]),
     "scaling_ratio_inverted": (
         "benchmarks/maintainer/readme_tables.py", 'f"**{two_s / one_s:.3f}**"', 'f"**{one_s / two_s:.3f}**"',
         ["tests/test_readme_tables.py::test_scaling_table_reads_what_the_scaling_script_writes"]),
