@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _native
+from .devices import DeviceSelection, select_devices
 
 SOURCES: tuple[str, ...] = tuple(_native.SOURCES)
 """NVML sources the meter reads, in order: driver sample buffer, instant power (field 186),
@@ -195,6 +197,76 @@ def _measurement(name: str, t0_ns: int, t1_ns: int,
     return Measurement(name, t0_ns / _NS, t1_ns / _NS, devices)
 
 
+class _PendingDeviceEnergy(DeviceEnergy):
+    """A window's DeviceEnergy whose ``gpu_busy_share`` waits, when first read, for the
+    utilization samples past the window's end (~200 ms periods); its energy does not."""
+
+    @property  # type: ignore[override]
+    def gpu_busy_share(self) -> float:
+        return self.__dict__["_result"].busy_share(self.device)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DeviceEnergy, tuple(getattr(self, f.name) for f in fields(DeviceEnergy))
+
+
+class _PendingMeasurement(Measurement):
+    """A window's Measurement computed when first read: reading any figure waits for the GPU
+    to pass the window's marks and for the energy sources to hold readings past its end."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Called only for attributes not set yet: the fields, until the first read fills them.
+        result = self.__dict__.get("_result")
+        if result is None or attribute not in Measurement.__dataclass_fields__:
+            raise AttributeError(attribute)
+        result.fill(self)
+        return object.__getattribute__(self, attribute)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Measurement, tuple(getattr(self, f.name) for f in fields(Measurement))
+
+
+class _WindowResult:
+    """Computes a closed window's figures once, on whichever thread reads them first."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self._lock = threading.RLock()
+        self._filled = False
+        self._busy: dict[int, float] | None = None
+
+    def fill(self, target: _PendingMeasurement) -> None:
+        with self._lock:
+            if self._filled:
+                return
+            meter = self.window.meter
+            t0_ns, t1_ns = self.window.edges_ns()
+            meter._wait_for_data(t1_ns, DEFAULT_WAIT_S, utilization=False)
+            plain = meter._measurement_now(self.window.name, t0_ns, t1_ns)
+            for f in fields(Measurement):
+                if f.name != "devices":
+                    object.__setattr__(target, f.name, getattr(plain, f.name))
+            devices = {}
+            for index, d in plain.devices.items():
+                pending = object.__new__(_PendingDeviceEnergy)
+                for f in fields(DeviceEnergy):
+                    if f.name != "gpu_busy_share":
+                        object.__setattr__(pending, f.name, getattr(d, f.name))
+                pending.__dict__["_result"] = self
+                devices[index] = pending
+            object.__setattr__(target, "devices", devices)
+            self._filled = True
+
+    def busy_share(self, device: int) -> float:
+        with self._lock:
+            if self._busy is None:
+                meter = self.window.meter
+                t0_ns, t1_ns = self.window.edges_ns()
+                meter._wait_for_data(t1_ns, DEFAULT_WAIT_S, utilization=True)
+                self._busy = {d.index: meter._sampler.energy(k, t0_ns, t1_ns)["gpu_busy_share"]
+                              for k, d in enumerate(meter.devices)}
+            return float(self._busy[device])
+
+
 class Mark:
     """A point on the meter's clock: now, or when the GPU reaches a point in a stream."""
 
@@ -237,7 +309,11 @@ class Mark:
 
 
 class Window:
-    """A named interval between two marks. Use as a context manager, or begin/end."""
+    """A named interval between two marks. Use as a context manager, or begin/end.
+
+    Closing a window costs only its end mark: ``measurement`` is a Measurement whose figures
+    are computed when first read (see docs/meter-windows.md); ``ready`` says, without
+    blocking, whether reading them would return at once."""
 
     def __init__(self, meter: Meter, name: str, stream: Any = None) -> None:
         self.meter, self.name, self.stream = meter, name, stream
@@ -250,6 +326,10 @@ class Window:
         if self.end_mark is not None:
             raise RuntimeError(f"window {self.name!r} is already closed")
         self.end_mark = Mark(self.stream if stream is ... else stream)
+        # Wake the sampler now rather than at its next period, so the readings past the end
+        # are there sooner; a stream mark's time is not known yet, so ask for now at least.
+        t_ns = _native.mark_time_ns(self.end_mark._id)
+        self.meter._request(t_ns if t_ns >= 0 else time.monotonic_ns(), None if t_ns >= 0 else self.end_mark)
         return self
 
     def __enter__(self) -> Window:
@@ -261,14 +341,27 @@ class Window:
 
     @property
     def measurement(self) -> Measurement:
-        """The window's energy; waits for the GPU to pass the end mark and for the
-        sampler to hold readings past it."""
+        """The window's energy, returned at once: its figures are computed when first read,
+        which waits for the GPU to pass the marks and for the energy sources (not the
+        utilization samples: ``gpu_busy_share`` waits for those when read) past the end."""
         if self.end_mark is None:
             raise RuntimeError(f"window {self.name!r} is still open")
         if self._measurement is None:
-            t0_ns, t1_ns = self.edges_ns()
-            self._measurement = self.meter.measure_ns(t0_ns, t1_ns, self.name)
+            pending = object.__new__(_PendingMeasurement)
+            object.__setattr__(pending, "name", self.name)
+            pending.__dict__["_result"] = _WindowResult(self)
+            self._measurement = pending
         return self._measurement
+
+    @property
+    def ready(self) -> bool:
+        """Whether the window's energy can be read without waiting (never blocks)."""
+        if self.end_mark is None or not (self.begin.reached and self.end_mark.reached):
+            return False
+        if self._measurement is not None and "devices" in self._measurement.__dict__:
+            return True
+        end_ns = _native.mark_time_ns(self.end_mark._id)
+        return not self.meter.running or self.meter._sampler.has_data(end_ns, False)
 
     def edges_ns(self, timeout_s: float = 60.0) -> tuple[int, int]:
         """The window's begin and end on the meter's clock (monotonic ns); see Mark.span_ns."""
@@ -280,7 +373,9 @@ class Window:
 class Meter:
     """Measures GPU energy with a native sampler thread that reads every NVML source.
 
-    devices: NVML indices to read (default: all GPUs). The thread polls instant and average
+    devices: the GPUs to read: by default those this process was given (CUDA_VISIBLE_DEVICES,
+    every GPU when it is unset), ``"all"``, or a list of NVML indices; ``selection`` says
+    which and why, and a device that cannot be read raises DeviceSelectionError. The thread polls instant and average
     power every ``poll_interval_s``, drains the driver's sample buffer every
     ``drain_interval_s`` (its ring holds ~2.4 s on Hopper) and reads the energy counter
     every ``counter_interval_s`` (a read costs ~4 ms of CPU); a window that ends asks for
@@ -304,7 +399,7 @@ class Meter:
     ...     print(w.measurement.energy_j, w.measurement.method)
     """
 
-    def __init__(self, devices: Iterable[int] | None = None, *, poll_interval_s: float = 0.01,
+    def __init__(self, devices: Iterable[int] | str | None = None, *, poll_interval_s: float = 0.01,
                  drain_interval_s: float = 0.2, counter_interval_s: float = 1.0,
                  keepalive_s: float = 0.1, gap_threshold_s: float = 0.25,
                  calibration_min_span_s: float = 30.0, counter_lag_s: float = 0.05,
@@ -316,11 +411,22 @@ class Meter:
             if not value > 0:
                 raise ValueError(f"{label} must be positive, not {value}")
         self._pid = os.getpid()
-        self._sampler = _native.Sampler(
-            [int(d) for d in devices] if devices is not None else [],
-            int(poll_interval_s * _NS), int(drain_interval_s * _NS), int(counter_interval_s * _NS),
-            int(keepalive_s * _NS), int(gap_threshold_s * _NS), int(calibration_min_span_s * _NS),
-            int(counter_lag_s * _NS), int(calibration_reach_s * _NS), int(trace_keep_s * _NS), os.fspath(nvml_library) if nvml_library is not None else "")
+        library = os.fspath(nvml_library) if nvml_library is not None else ""
+        self.selection: DeviceSelection = select_devices(devices, nvml_library=library)
+        """Which GPUs this meter reads, and why (see ecomeasure.devices)."""
+        options = _native.SamplerOptions()
+        options.devices = list(self.selection.indices)
+        options.poll_interval_ns = int(poll_interval_s * _NS)
+        options.drain_interval_ns = int(drain_interval_s * _NS)
+        options.counter_interval_ns = int(counter_interval_s * _NS)
+        options.keepalive_ns = int(keepalive_s * _NS)
+        options.gap_threshold_ns = int(gap_threshold_s * _NS)
+        options.calibration_min_span_ns = int(calibration_min_span_s * _NS)
+        options.counter_lag_ns = int(counter_lag_s * _NS)
+        options.calibration_reach_ns = int(calibration_reach_s * _NS)
+        options.trace_keep_ns = int(trace_keep_s * _NS)
+        options.nvml_library = library
+        self._sampler = _native.Sampler(options)
         self._calibration_min_span_ns = int(calibration_min_span_s * _NS)
         self.settings: dict[str, float] = {
             "poll_interval_s": poll_interval_s, "drain_interval_s": drain_interval_s,
@@ -336,6 +442,8 @@ class Meter:
         self.driver_version: str = self._sampler.driver_version
         self._position = {d.index: k for k, d in enumerate(self.devices)}
         self._open: dict[str, Window] = {}
+        self._latest_end_ns = -1  # the latest end of a closed window (see stop)
+        self._pending_ends: list[Mark] = []  # closed windows' end marks the GPU has not reached
         # Stops the thread when the meter is dropped or at interpreter exit; holds the
         # native object, not self, so it does not keep the meter alive.
         self._finalizer = weakref.finalize(self, self._sampler.close)
@@ -353,14 +461,47 @@ class Meter:
         self._sampler.start()
         return self
 
+    def _request(self, end_ns: int, pending: Mark | None) -> None:
+        """Asks the sampler for readings past a window's end now, without waiting; ``pending``:
+        the end mark when the GPU has not reached it yet (its time is known later)."""
+        self._latest_end_ns = max(self._latest_end_ns, end_ns)
+        if pending is not None:
+            self._pending_ends.append(pending)
+            if len(self._pending_ends) > 64:
+                self._take_reached_ends()
+        self._sampler.request(end_ns)
+
+    def _take_reached_ends(self, timeout_s: float = 0.0) -> None:
+        waiting = []
+        for mark in self._pending_ends:
+            t_ns = _native.mark_wait(mark._id, int(timeout_s * _NS)) if timeout_s else \
+                _native.mark_time_ns(mark._id)
+            if t_ns >= 0:
+                self._latest_end_ns = max(self._latest_end_ns, t_ns)
+            elif not timeout_s:
+                waiting.append(mark)
+        self._pending_ends = waiting
+
+    def _settle(self) -> None:
+        # Windows closed before a stop are read later: let the sampler first hold every
+        # trace (utilization too) past the latest of their ends.
+        if not self.running:
+            return
+        self._take_reached_ends(DEFAULT_WAIT_S)
+        if self._latest_end_ns >= 0:
+            self._sampler.wait_for_data(self._latest_end_ns, int(DEFAULT_WAIT_S * _NS), True)
+
     def stop(self) -> None:
-        """Stops the sampler thread; idempotent. Traces stay readable; start() resumes."""
+        """Stops the sampler thread; idempotent. Traces stay readable; start() resumes.
+        Waits first (up to DEFAULT_WAIT_S) for readings past the end of every closed window."""
         if os.getpid() == self._pid:
+            self._settle()
             self._sampler.stop()
 
     def close(self) -> None:
         """Stops the thread and lets go of NVML; traces and measurements stay readable."""
         if os.getpid() == self._pid:
+            self._settle()
             self._sampler.close()
 
     @property
@@ -388,7 +529,8 @@ class Meter:
         return window
 
     def end_window(self, name: str, stream: Any = ...) -> Measurement:
-        """Ends the named window and returns its Measurement (waits for the data)."""
+        """Ends the named window and returns its Measurement at once; its figures are computed
+        when first read (see Window.measurement), so ending costs only the end mark."""
         try:
             window = self._open.pop(name)
         except KeyError:
@@ -409,8 +551,14 @@ class Meter:
         if end_ns < start_ns:
             raise ValueError("a window cannot end before it begins")
         self._check_process()
+        self._wait_for_data(end_ns, wait_s, utilization=True)
+        return self._measurement_now(name, start_ns, end_ns)
+
+    def _wait_for_data(self, end_ns: int, wait_s: float, utilization: bool) -> None:
         if self.running and end_ns <= time.monotonic_ns() + int(wait_s * _NS):
-            self._sampler.wait_for_data(end_ns, int(wait_s * _NS))
+            self._sampler.wait_for_data(end_ns, int(wait_s * _NS), utilization)
+
+    def _measurement_now(self, name: str, start_ns: int, end_ns: int) -> Measurement:
         return _measurement(name, start_ns, end_ns,
                             ((d.index, self._sampler.energy(k, start_ns, end_ns))
                              for k, d in enumerate(self.devices)))
@@ -450,6 +598,7 @@ class Meter:
         return {
             "driver_version": self.driver_version,
             "devices": [asdict(d) for d in self.devices],
+            "device_selection": list(self.selection.reasons),
             "capabilities": {str(k): v for k, v in self.capabilities().items()},
             "stats": self.stats(),
             "settings": self.settings,

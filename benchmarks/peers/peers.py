@@ -427,7 +427,7 @@ def open_gpu(args: argparse.Namespace):
 
     try:
         backend = open_backend(args.backend, args.device)
-        probe = Meter(start=False)
+        probe = Meter(devices="all", start=False)
     except (RuntimeError, NVMLUnavailableError) as error:
         raise PeersError(str(error)) from error
     gpus = [d for d in probe.devices if backend.matches(d)]
