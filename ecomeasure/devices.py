@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import _native
 
@@ -105,7 +106,7 @@ def select_devices(devices: Iterable[int] | str | None = None, *, nvml_library: 
     return DeviceSelection(tuple(indices), tuple(reasons), VARIABLE)
 
 
-def _uuids_without_driver(entries: list[str], gpus: list[dict], why: str) -> list[str]:
+def _uuids_without_driver(entries: list[str], gpus: list[dict[str, Any]], why: str) -> list[str]:
     """UUID entries matched to NVML by text when the CUDA driver cannot be opened; an index
     entry cannot be mapped then (CUDA's order need not be NVML's)."""
     out = []

@@ -201,9 +201,9 @@ class _PendingDeviceEnergy(DeviceEnergy):
     """A window's DeviceEnergy whose ``gpu_busy_share`` waits, when first read, for the
     utilization samples past the window's end (~200 ms periods); its energy does not."""
 
-    @property  # type: ignore[override]
+    @property
     def gpu_busy_share(self) -> float:
-        return self.__dict__["_result"].busy_share(self.device)
+        return float(self.__dict__["_result"].busy_share(self.device))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return DeviceEnergy, tuple(getattr(self, f.name) for f in fields(DeviceEnergy))
