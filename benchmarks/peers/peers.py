@@ -152,10 +152,13 @@ class EcoMethod:
         self.meter.begin_window(f"w{self.n}", stream=self.stream)
 
     def end(self) -> Result:
+        # Closing costs only the end mark; the figures are computed when the result is read.
         m = self.meter.end_window(f"w{self.n}", stream=self.stream)
-        self.last_method = m.method
-        energy, length = m.energy_j, m.duration_s
-        return lambda: (energy, length)
+
+        def result() -> tuple[float, float]:
+            self.last_method = m.method
+            return m.energy_j, m.duration_s
+        return result
 
 
 class ZeusMonitorMethod:
