@@ -472,9 +472,12 @@ class Meter:
         self._sampler.request(end_ns)
 
     def _take_reached_ends(self, timeout_s: float = 0.0) -> None:
+        """Moves the end marks the GPU has reached into _latest_end_ns; with a timeout, waits
+        for them (all of them within it) and lets go of those never reached."""
         waiting = []
+        deadline_ns = time.monotonic_ns() + int(timeout_s * _NS)
         for mark in self._pending_ends:
-            t_ns = _native.mark_wait(mark._id, int(timeout_s * _NS)) if timeout_s else \
+            t_ns = _native.mark_wait(mark._id, max(0, deadline_ns - time.monotonic_ns())) if timeout_s else \
                 _native.mark_time_ns(mark._id)
             if t_ns >= 0:
                 self._latest_end_ns = max(self._latest_end_ns, t_ns)
