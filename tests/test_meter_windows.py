@@ -119,3 +119,38 @@ def test_a_pending_measurement_reads_like_a_plain_one(fake_nvml_dir):
     assert plain.energy_j == unread.energy_j == pytest.approx(_profile_energy(profile, t0, unread), rel=0.01)
     assert plain.to_dict() == unread.to_dict()
     assert unread.complete
+
+
+def test_a_stream_window_closes_before_the_gpu_gets_there(fake_nvml_dir, fake_cuda_lib):
+    # The fake GPU reaches each mark 80 ms after it is queued: closing must not wait for it.
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    from fakes import clean_environ
+    env = fake_env(fake_nvml_dir, Profile.steady(300.0), None)
+    env.update(ECOMEASURE_CUDA_LIBRARY=str(fake_cuda_lib), FAKE_CUDA_DELAY_US="80000")
+    code = textwrap.dedent("""
+        import json, time, ecomeasure
+        with ecomeasure.Meter() as meter:
+            time.sleep(0.1)
+            w = meter.begin_window("w", stream=7)
+            time.sleep(0.2)
+            asked = time.perf_counter()
+            m = meter.end_window("w")
+            close_s = time.perf_counter() - asked
+            ready_at_once = w.ready
+            energy, duration = m.energy_j, m.duration_s
+            ready_after = w.ready
+        meter.close()
+        print(json.dumps(dict(close_s=close_s, ready_at_once=ready_at_once, ready_after=ready_after,
+                              energy=energy, duration=duration)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=clean_environ(env), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["close_s"] < 0.04 and not result["ready_at_once"]
+    assert result["ready_after"]
+    assert result["energy"] == pytest.approx(300.0 * result["duration"], rel=0.01)
