@@ -173,6 +173,7 @@ def open_sources(args: argparse.Namespace) -> Sources:
         if not sampler.available:
             sampler = None
     gpu_problem = None
+    meter: Any
     try:
         meter = Meter(start=False, cpu=sampler if sampler is not None else False)
         if not meter.devices:
@@ -366,7 +367,7 @@ def summarize(run: Run, sources: Sources, out: Path | None) -> dict[str, Any]:
                           "complete": all(dev["complete"] for dev in devices), "devices": devices}
     labels = list(rows[0].cpu_zones) if rows else []
     if labels:
-        zones = []
+        zones: list[dict[str, Any]] = []
         for label in labels:
             energy_j = float(sum(r.cpu_zones[label] for r in rows))
             zones.append({"label": label, **_energy(energy_j, run.duration_s,
