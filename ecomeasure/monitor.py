@@ -65,9 +65,9 @@ def _seconds(text: str) -> float:
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=__doc__.split("\n\n")[1],
                 usage=f"{PROG} [--out DIR] [--interval S] [--no-cpu] [--json] [--allow-no-gpu] -- CMD [ARGS...]")
-    p.add_argument("--out", help="write traces.npz, timeline.csv and summary.json here; {host} in "
+    p.add_argument("--out", metavar="DIR", help="write traces.npz, timeline.csv and summary.json here; {host} in "
                                  "it becomes this machine's name (one folder per node)")
-    p.add_argument("--interval", type=_seconds, default=1.0, help="the timeline's step in seconds (default 1)")
+    p.add_argument("--interval", metavar="S", type=_seconds, default=1.0, help="the timeline's step in seconds (default 1)")
     p.add_argument("--no-cpu", action="store_true", help="do not read the CPU's RAPL energy")
     p.add_argument("--json", action="store_true", help="the summary as JSON on stderr instead of text")
     p.add_argument("--allow-no-gpu", action="store_true",
@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         command = argv[cut + 1:]
     else:
         p = parser()
-        p.add_argument("command", nargs=argparse.REMAINDER)
+        p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
         args = p.parse_args(argv)
         command = args.command
     if not command:

@@ -243,3 +243,11 @@ def test_a_run_measured_as_it_goes_equals_one_window(tmp_path, fake_nvml_dir):
     assert sum(r.gpus[0][0] for r in rows) == pytest.approx(whole.energy_j, rel=1e-9)
     assert whole.energy_j == pytest.approx(SQUARE.energy_j((run.start_ns - t0_ns) / 1e9,
                                                            (run.end_ns - t0_ns) / 1e9), abs=EDGE_J)
+
+
+def test_out_names_the_host_for_one_folder_per_node(tmp_path):
+    import socket
+
+    out = monitor.prepare_out(str(tmp_path / "run" / "{host}"))
+    assert out == tmp_path / "run" / socket.gethostname() and out.is_dir()
+    assert list(out.iterdir()) == []  # the writability probe leaves nothing behind
