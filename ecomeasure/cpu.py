@@ -353,7 +353,9 @@ class CpuSampler:
         """Stops the thread after one last reading; idempotent. Traces stay readable."""
         thread, self._thread = self._thread, None
         self._stop.set()
-        if thread is not None:
+        # A finalizer may run on the sampler's own thread (garbage collected there): it cannot
+        # join itself, and the set event ends it.
+        if thread is not None and thread is not threading.current_thread():
             thread.join()
             self.read()
 
