@@ -11,13 +11,14 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _native
+from .cpu import CpuEnergy, CpuSampler, CpuTraces, cpu_sampler
 from .devices import DeviceSelection, select_devices
 
 SOURCES: tuple[str, ...] = tuple(_native.SOURCES)
@@ -135,6 +136,8 @@ class Measurement:
     start_s: float
     end_s: float
     devices: Mapping[int, DeviceEnergy]
+    cpu: CpuEnergy | None = None
+    """The CPU's energy per RAPL zone, for a meter made with ``cpu=``; not in ``energy_j``."""
 
     @property
     def duration_s(self) -> float:
@@ -179,6 +182,7 @@ class Measurement:
         out["devices"] = {str(k): v for k, v in out["devices"].items()}
         out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method,
                    gpu_busy_share=self.gpu_busy_share)
+        out["cpu"] = self.cpu.to_dict() if self.cpu is not None else None
         return out
 
 
@@ -405,7 +409,7 @@ class Meter:
                  calibration_min_span_s: float = 30.0, counter_lag_s: float = 0.05,
                  calibration_reach_s: float = 60.0, trace_keep_s: float = 4 * 3600.0,
                  nvml_library: str | os.PathLike[str] | None = None,
-                 start: bool = True) -> None:
+                 start: bool = True, cpu: bool | str | CpuSampler = False) -> None:
         for label, value in [("poll_interval_s", poll_interval_s), ("drain_interval_s", drain_interval_s),
                              ("counter_interval_s", counter_interval_s)]:
             if not value > 0:
@@ -447,6 +451,11 @@ class Meter:
         # Stops the thread when the meter is dropped or at interpreter exit; holds the
         # native object, not self, so it does not keep the meter alive.
         self._finalizer = weakref.finalize(self, self._sampler.close)
+        # CPU energy (ecomeasure.cpu): RAPL read on its own thread, measured by the same windows.
+        self.cpu: CpuSampler | None = cpu_sampler(cpu)
+        """The CPU sampler (``cpu=True``, ``"auto"`` or a CpuSampler; see ecomeasure.cpu), or None."""
+        if self.cpu is not None:
+            weakref.finalize(self, self.cpu.stop)
         if start:
             self.start()
 
@@ -459,6 +468,8 @@ class Meter:
     def start(self) -> Meter:
         self._check_process()
         self._sampler.start()
+        if self.cpu is not None:
+            self.cpu.start()
         return self
 
     def _request(self, end_ns: int, pending: Mark | None) -> None:
@@ -500,12 +511,16 @@ class Meter:
         if os.getpid() == self._pid:
             self._settle()
             self._sampler.stop()
+            if self.cpu is not None:
+                self.cpu.stop()
 
     def close(self) -> None:
         """Stops the thread and lets go of NVML; traces and measurements stay readable."""
         if os.getpid() == self._pid:
             self._settle()
             self._sampler.close()
+            if self.cpu is not None:
+                self.cpu.stop()
 
     @property
     def running(self) -> bool:
@@ -562,9 +577,12 @@ class Meter:
             self._sampler.wait_for_data(end_ns, int(wait_s * _NS), utilization)
 
     def _measurement_now(self, name: str, start_ns: int, end_ns: int) -> Measurement:
-        return _measurement(name, start_ns, end_ns,
-                            ((d.index, self._sampler.energy(k, start_ns, end_ns))
-                             for k, d in enumerate(self.devices)))
+        measurement = _measurement(name, start_ns, end_ns,
+                                   ((d.index, self._sampler.energy(k, start_ns, end_ns))
+                                    for k, d in enumerate(self.devices)))
+        if self.cpu is not None:
+            measurement = replace(measurement, cpu=self.cpu.energy_ns(start_ns, end_ns))
+        return measurement
 
     # traces and state ------------------------------------------------------------------
     def _device_position(self, device: int | None) -> int:
@@ -607,6 +625,7 @@ class Meter:
             "settings": self.settings,
             "calibration_min_span_ns": self._calibration_min_span_ns,
             "calibration_reach_ns": int(self.settings["calibration_reach_s"] * _NS),
+            **({"cpu": self.cpu.report()} if self.cpu is not None else {}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -618,6 +637,8 @@ class Meter:
                 t_ns, value = self._sampler.trace(k, i)
                 arrays[f"{d.index}/{s}/t_ns"] = t_ns
                 arrays[f"{d.index}/{s}/value"] = value
+        if self.cpu is not None:
+            arrays.update(self.cpu.snapshot().arrays())
         arrays["report"] = np.array(json.dumps(self.report()))
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
@@ -634,6 +655,9 @@ class SavedTraces:
             self._arrays = {k: data[k] for k in data.files if k != "report"}
         self.devices = [DeviceInfo(**d) for d in self.report["devices"]]
         self._sets: dict[int, Any] = {}  # device index -> _native.TraceSet, made on first use
+        self.cpu: CpuTraces | None = CpuTraces.from_arrays(
+            self._arrays, tuple(self.report.get("cpu", {}).get("problems", ())))
+        """The CPU's RAPL traces where the meter read them (``Meter(cpu=...)``), else None."""
 
     def _trace_set(self, d: DeviceInfo) -> Any:
         if d.index not in self._sets:
@@ -661,8 +685,9 @@ class SavedTraces:
         # Files from before the bounded calibration span get the default reach.
         reach = {"calibration_reach_ns": self.report["calibration_reach_ns"]} \
             if "calibration_reach_ns" in self.report else {}
-        return _measurement(name, t0, t1, ((d.index, self._trace_set(d).energy(t0, t1, span_ns, **reach))
-                                           for d in self.devices))
+        measurement = _measurement(name, t0, t1, ((d.index, self._trace_set(d).energy(t0, t1, span_ns, **reach))
+                                                  for d in self.devices))
+        return measurement if self.cpu is None else replace(measurement, cpu=self.cpu.energy_ns(t0, t1))
 
 
 def load_traces(path: str | os.PathLike[str]) -> SavedTraces:
