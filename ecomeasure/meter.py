@@ -229,6 +229,27 @@ class _PendingMeasurement(Measurement):
         return Measurement, tuple(getattr(self, f.name) for f in fields(Measurement))
 
 
+class _FilledOnRead:
+    """A field with a default (e.g. ``cpu``) is a class attribute of Measurement, so
+    __getattr__ never sees it: this non-data descriptor fills the pending measurement first."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        obj.__dict__["_result"].fill(obj)
+        return obj.__dict__[self.name]
+
+
+for _field in fields(Measurement):
+    if _field.name not in _PendingMeasurement.__dict__ and hasattr(Measurement, _field.name):
+        _descriptor = _FilledOnRead()
+        setattr(_PendingMeasurement, _field.name, _descriptor)
+        _descriptor.__set_name__(_PendingMeasurement, _field.name)
+
+
 class _WindowResult:
     """Computes a closed window's figures once, on whichever thread reads them first."""
 
