@@ -329,3 +329,36 @@ def test_split_asks_for_each_elementary_interval_once_in_time_order():
     cuts = [-1, 0, 2, 3, 4, 6, 7, 8, 10]
     assert calls == [(a * S, b * S) for a, b in zip(cuts, cuts[1:])]
     assert result.not_attributed_j == pytest.approx(1.0) and result.union_j == pytest.approx(10.0)
+
+
+@pytest.mark.slow
+def test_the_gpu_demo_runs_on_the_fake_nvml_with_a_tiny_model(fake_nvml_dir, tmp_path):
+    # benchmarks/meter/attribution.py on the CPU: the fake plays a steady 200 W, so the run's
+    # energy is 200 W times its span; overlapping requests make the windows measured one by
+    # one add up to more than the union, and the split to exactly the union.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import patched_environ
+    from fakes import fake_env
+
+    root = Path(__file__).resolve().parents[1]
+    with patched_environ(fake_env(fake_nvml_dir, Profile.steady(200.0), time.monotonic_ns())):
+        import os
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.meter.attribution", "--out", str(tmp_path), "--model", "tiny-llama-test",
+             "--device", "cpu", "--seconds", "2", "--idle-seconds", "0.3", "--prompt-tokens", "4", "16",
+             "--new-tokens", "4", "10", "--arrival-rate", "8"],
+            cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "attribution.json").read_text())
+    checks = summary["checks"]
+    assert summary["goals"]["attributed_vs_union_within_0.1pct"]
+    assert checks["total_j"] == pytest.approx(200.0 * summary["span_s"], rel=0.01)
+    assert checks["windows_measured_alone_sum_j"] > checks["union_measured_j"] * 1.05
+    parts = [r["energy_j_processed"] for r in summary["per_request"]]
+    assert math.fsum(parts) == pytest.approx(checks["union_measured_j"], rel=1e-9)
+    for name in ("traces.npz", "windows.json", "trace.json", "power.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
