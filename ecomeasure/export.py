@@ -128,11 +128,22 @@ def load_saved(path: Path) -> Saved:
     return Saved(path, report, gpus, traces, cpu)
 
 
-def power_of_cumulative(t_ns: np.ndarray, energy_j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean power between successive readings of a cumulative energy trace, stamped at each
-    interval's start (a step that holds until the next): readings on one stamp are merged."""
-    keep = np.concatenate([np.diff(t_ns) > 0, [True]]) if len(t_ns) else np.zeros(0, dtype=bool)
-    t, e = t_ns[keep], energy_j[keep]  # the last reading of each stamp
+COUNTER_MIN_INTERVAL_NS = _NS // 2
+"""The GPU's energy counter moves every ~100 ms and a reading may be that stale: its power is
+drawn over readings at least this far apart (the extra readings taken as windows end come
+milliseconds after the one before, and between them the counter's power is noise)."""
+
+
+def power_of_cumulative(t_ns: np.ndarray, energy_j: np.ndarray,
+                        min_interval_ns: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power between readings of a cumulative energy trace at least ``min_interval_ns``
+    apart (and never on one stamp), stamped at each interval's start: a step that holds until
+    the next."""
+    kept: list[int] = []
+    for k in range(len(t_ns)):
+        if not kept or t_ns[k] - t_ns[kept[-1]] >= max(min_interval_ns, 1):
+            kept.append(k)
+    t, e = t_ns[kept], energy_j[kept]
     if len(t) < 2:
         return t[:0], e[:0]
     return t[:-1], np.diff(e) / (np.diff(t) / _NS)
@@ -302,7 +313,7 @@ def trace_events(saved: Saved, windows: Sequence[Window], marks: Sequence[Mark],
                 continue
             t_ns, values = saved.traces[(index, source)]
             if source == "counter":
-                counter(pid, f"GPU{index} counter", "W", *power_of_cumulative(t_ns, values))
+                counter(pid, f"GPU{index} counter", "W", *power_of_cumulative(t_ns, values, COUNTER_MIN_INTERVAL_NS))
             elif source == "utilization":
                 counter(pid, f"GPU{index} busy", "%", t_ns, values)
             else:
@@ -379,7 +390,7 @@ def plot(saved: Saved, windows: Sequence[Window], out: Path, *, sources: Sequenc
                 continue
             t_ns, values = saved.traces[(index, source)]
             if source == "counter":
-                t_ns, values = power_of_cumulative(t_ns, values)
+                t_ns, values = power_of_cumulative(t_ns, values, COUNTER_MIN_INTERVAL_NS)
             lines.append((source, t_ns, values))
         panels.append((f"GPU {index} ({gpu.get('name', '?')})", lines))
     if saved.cpu:

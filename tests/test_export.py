@@ -20,12 +20,12 @@ from fakes import Profile
 S = 1_000_000_000
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-STEP = Profile.step(150.0, 600.0, 1.01, 2.01)
+STEP = Profile.step(150.0, 600.0, 1.01, 3.01)
 
 
 @pytest.fixture(scope="module")
 def recording(fake_nvml_dir):
-    return record(fake_nvml_dir, STEP, 3.2)
+    return record(fake_nvml_dir, STEP, 4.2)
 
 
 @pytest.fixture
@@ -81,9 +81,12 @@ def test_perfetto_export_is_valid_and_holds_every_track(recording, saved, tmp_pa
     events = assert_valid_trace_events(trace)
     counters = {e["name"] for e in events if e["ph"] == "C"}
     assert {"GPU0 samples", "GPU0 instant", "GPU0 average", "GPU0 counter"} <= counters
-    # The counter's track is its power between readings: 150 W idle, 600 W under load.
-    counter_w = [e["args"]["W"] for e in events if e["name"] == "GPU0 counter"]
+    # The counter's track is its power between readings at least 0.5 s apart: 150 W idle,
+    # 600 W under load, never the noise of two readings a few milliseconds apart.
+    counter = [e for e in events if e["name"] == "GPU0 counter"]
+    counter_w = [e["args"]["W"] for e in counter]
     assert min(counter_w) == pytest.approx(150.0, rel=0.02) and max(counter_w) == pytest.approx(600.0, rel=0.02)
+    assert min(np.diff([e["ts"] for e in counter])) >= 0.5e6
     slices = {e["name"]: e for e in events if e["ph"] == "X"}
     assert set(slices) == {"a", "b", "a-inner"}
     # a and b overlap without nesting: two lanes; a-inner nests in a and shares its lane.
@@ -254,3 +257,12 @@ def test_lanes_hold_only_windows_that_nest_or_follow(spans):
                 nested = (wi.start_ns <= wj.start_ns and wj.end_ns <= wi.end_ns) or \
                          (wj.start_ns <= wi.start_ns and wi.end_ns <= wj.end_ns)
                 assert disjoint or nested, (wi, wj)
+
+
+def test_power_of_a_cumulative_trace_skips_readings_too_close_together():
+    t = np.array([0, 1 * S, 1 * S + 5_000_000, 2 * S, 3 * S, 3 * S], dtype=np.int64)
+    e = np.array([0.0, 100.0, 100.0, 300.0, 400.0, 400.0])
+    stamps, watts = export.power_of_cumulative(t, e, S // 2)
+    assert stamps.tolist() == [0, 1 * S, 2 * S] and watts.tolist() == pytest.approx([100.0, 200.0, 100.0])
+    stamps, watts = export.power_of_cumulative(t, e)  # only readings on one stamp are merged
+    assert watts.tolist() == pytest.approx([100.0, 0.0, 200.0 / 0.995, 100.0])

@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 NS = 1_000_000_000
 
@@ -71,7 +72,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     counter_j = whole.source_energy_j("counter")
     direct_j = (counter_end_mj - counter_start_mj) / 1000
     result = by_processed
-    checks = {
+    checks: dict[str, Any] = {
         "attributed_j": result.attributed_j, "union_measured_j": union_j,
         "attributed_vs_union_pct": pct(result.attributed_j, union_j),
         "total_j": result.total_j, "not_attributed_j": result.not_attributed_j,
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "windows_measured_alone_sum_j": math.fsum(alone.values()),
         "windows_alone_vs_union_pct": pct(math.fsum(alone.values()), union_j),
     }
-    by_id = {r.request_id: r for r in requests}
+    by_id: dict[Any, Request] = {r.request_id: r for r in requests}
     summary = {
         "model": args.model, "weights": "random", "device": args.device, "nvml_index": nvml_index,
         "gpu": meter.devices[0].name if meter.devices else "", "driver_version": meter.driver_version,
