@@ -35,9 +35,12 @@ Online, in a serving loop (marks cost microseconds; times are resolved at the en
 
     attributor = Attributor()
     attributor.open("a")
+    attributor.open("b")
     ...   # one step of the batch
     attributor.step({"a": 1, "b": 17})   # tokens each request produced or processed
     attributor.close("a")
+    ...
+    attributor.close("b")
     result = attributor.attribute(meter)
 """
 from __future__ import annotations
