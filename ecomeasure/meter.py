@@ -638,6 +638,8 @@ class Meter:
     def report(self) -> dict[str, Any]:
         """What the meter is and what it saw, for results files."""
         return {
+            # Places the monotonic traces on the wall clock (torch.profiler's): docs/timeline.md.
+            "realtime_minus_monotonic_ns": time.time_ns() - time.monotonic_ns(),
             "driver_version": self.driver_version,
             "devices": [asdict(d) for d in self.devices],
             "device_selection": list(self.selection.reasons),
