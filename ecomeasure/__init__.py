@@ -7,13 +7,15 @@ The meter (``Meter``) is native and needs neither torch nor a CUDA toolkit; the 
 __version__ = "0.1.0"
 
 from ._native import CudaUnavailableError, InvalidStreamError, MeterError, NVMLUnavailableError
+from .attribution import Attribution, Attributor, RequestWindow, Step, attribute
+from .cpu import CpuEnergy, CpuSampler
 from .devices import DeviceSelection, DeviceSelectionError, select_devices
 from .meter import (SOURCES, DeviceEnergy, DeviceInfo, Mark, Measurement, Meter, SavedTraces,
                     SourceEnergy, Window, load_traces, stream_handle)
 
 __all__ = [
-    "SOURCES", "CudaUnavailableError", "DeviceEnergy", "DeviceInfo", "DeviceSelection",
+    "SOURCES", "Attribution", "Attributor", "CpuEnergy", "CpuSampler", "CudaUnavailableError", "DeviceEnergy", "DeviceInfo", "DeviceSelection",
     "DeviceSelectionError", "InvalidStreamError", "Mark",
-    "Measurement", "Meter", "MeterError", "NVMLUnavailableError", "SavedTraces", "SourceEnergy",
-    "Window", "load_traces", "select_devices", "stream_handle",
+    "Measurement", "Meter", "MeterError", "NVMLUnavailableError", "SavedTraces", "RequestWindow", "SourceEnergy",
+    "Step", "Window", "attribute", "load_traces", "select_devices", "stream_handle",
 ]
