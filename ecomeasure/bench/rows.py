@@ -59,7 +59,8 @@ class RowContext:
             "gpu_name": self.gpu_name, "gpu_uuid": self.gpu_uuid, "driver": self.driver,
             "device": self.device,
             **{k: versions.get(k, "") for k in ("torch_version", "transformers_version",
-                                                  "bitsandbytes_version", "ecomeasure_version")},
+                                                  "bitsandbytes_version", "torchao_version",
+                                                  "ecomeasure_version")},
         }
 
 
@@ -132,6 +133,17 @@ def outliers(values: Sequence[float], mads: float = OUTLIER_MADS,
     spread = float(median_abs_deviation(finite, scale="normal"))
     reach = max(mads * spread, min_fraction * abs(center))
     return [spread > 0 and not math.isnan(v) and abs(v - center) > reach for v in values]
+
+
+COUNTER_AGREEMENT_PCT = 0.5
+"""How close a row's native energy must come to the energy counter's over its iterations."""
+
+
+def native_vs_counter_pct(native_j: Sequence[float], counter_j: Sequence[float]) -> float:
+    """100 * (native - counter) / counter, each summed over a configuration's iterations: the
+    counter (nvmlDeviceGetTotalEnergyConsumption) read over a single short iteration steps
+    every ~100 ms, but its difference over all of them is the hardware's own total."""
+    return pct_change(math.fsum(native_j), math.fsum(counter_j))
 
 
 def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:
@@ -207,6 +219,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         "ref_energy_j_per_1k_mean": mean(ref_energy), "ref_energy_j_per_1k_std": std(ref_energy),
         "ref_energy_net_j_per_1k_mean": mean(ref_net),
         "native_vs_ref_pct": pct_change(mean(ref_energy), energy_mean),
+        "native_vs_counter_pct": native_vs_counter_pct(col("energy_j"), col("energy_j_counter")),
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
         "delta_vs_fp16_pct": pct_change(energy_mean, base_gross),
         "delta_vs_fp16_net_pct": pct_change(energy_net_mean, base_net),
