@@ -8,8 +8,9 @@ https://github.com/hongping-zh/ecocompute-ai), or, for the torchao schemes, a
 ``TorchAoConfig`` wrapping a torchao config object (transformers 5 accepts no strings).
 
 Every torchao config is built with ``set_inductor_config=False``: torchao's default (True)
-changes inductor's settings and the float32 matmul precision for the whole process when a
-model is quantized, so one configuration of a sweep would change how the next one compiles.
+changes inductor's settings for the whole process when a model is quantized (coordinate-descent
+tuning, int_mm fusion, the FX graph cache; releases before 0.18 also the float32 matmul
+precision), so one configuration of a sweep would change how the next one compiles.
 """
 from __future__ import annotations
 
