@@ -16,6 +16,8 @@ from ecomeasure import models, quant, roofline, weights  # noqa: E402
 from ecomeasure.bench.cli import build_parser, main  # noqa: E402
 
 TORCHAO = ("int4wo", "int8wo", "fp8wo", "fp8dq", "int8dq")
+# A refusal that failed to refuse would measure this (seconds), not the default protocol.
+SHORT = ["--device", "cpu", "--new-tokens", "2", "--iterations", "1", "--warmup", "0", "--idle-seconds", "0"]
 
 
 def exit_status(capsys, argv):
@@ -77,8 +79,8 @@ def _one_line(err):
 def test_missing_torchao_refuses_in_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torchao", None)  # as if it were not installed
     assert quant.torchao_version() is None
-    status, err = exit_status(capsys, ["--model", "tiny-llama-test", "--quant", "bf16", "int4wo", "fp8dq",
-                                       "--device", "cpu", "--out", str(tmp_path)])
+    status, err = exit_status(capsys, ["--model", "tiny-llama-test", "--quant", "bf16", "int4wo", "fp8dq", *SHORT,
+                                       "--out", str(tmp_path), "--weights-dir", str(tmp_path / "w")])
     assert status == 2
     line = _one_line(err)
     assert "int4wo, fp8dq need torchao >= 0.18" in line and "not installed" in line
@@ -90,8 +92,8 @@ def test_missing_torchao_refuses_in_one_line(capsys, monkeypatch, tmp_path):
 def test_old_torchao_refuses_in_one_line(capsys, monkeypatch, tmp_path, version):
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version", lambda name: version if name == "torchao" else real(name))
-    status, err = exit_status(capsys, ["--model", "tiny-llama-test", "--quant", "int8wo",
-                                       "--device", "cpu", "--out", str(tmp_path)])
+    status, err = exit_status(capsys, ["--model", "tiny-llama-test", "--quant", "int8wo", *SHORT,
+                                       "--out", str(tmp_path), "--weights-dir", str(tmp_path / "w")])
     assert status == 2
     line = _one_line(err)
     assert f"torchao {version} is installed" in line and ">= 0.18" in line
@@ -132,8 +134,7 @@ def test_runnable_combinations_have_no_reason(name, regime, batch_size, device, 
 
 def test_unavailable_rows_carry_the_reason_and_load_nothing(capsys, tmp_path):
     out = tmp_path / "out"
-    status = main(["--model", "tiny-llama-test", "--device", "cpu", "--new-tokens", "4", "--iterations", "1",
-                   "--warmup", "0", "--idle-seconds", "0", "--quant", "int4wo", "fp8dq", "int8wo",
+    status = main(["--model", "tiny-llama-test", *SHORT, "--quant", "int4wo", "fp8dq", "int8wo",
                    "--regime", "eager", "graph", "--out", str(out), "--weights-dir", str(tmp_path / "w")])
     err = capsys.readouterr().err
     assert status == 0, err  # unavailable is not a failure of the sweep
