@@ -14,7 +14,7 @@ from typing import Any
 
 from scipy.stats import median_abs_deviation
 
-from ..meter import SOURCES  # a column each: ``energy_j_<source>``
+from ..meter import SOURCES, Measurement  # a column each: ``energy_j_<source>``
 from ..roofline import DecodeFloor
 from .results import parse_float
 from .runner import ConfigRun, Iteration, net, source_energy_j
@@ -139,11 +139,14 @@ COUNTER_AGREEMENT_PCT = 0.5
 """How close a row's native energy must come to the energy counter's over its iterations."""
 
 
-def native_vs_counter_pct(native_j: Sequence[float], counter_j: Sequence[float]) -> float:
-    """100 * (native - counter) / counter, each summed over a configuration's iterations: the
-    counter (nvmlDeviceGetTotalEnergyConsumption) read over a single short iteration steps
-    every ~100 ms, but its difference over all of them is the hardware's own total."""
-    return pct_change(math.fsum(native_j), math.fsum(counter_j))
+def native_vs_counter_pct(span: Measurement | None) -> float:
+    """100 * (native - counter) / counter over ``span``, the window from a configuration's first
+    iteration's start to its last one's end: the energy counter (nvmlDeviceGetTotalEnergyConsumption)
+    steps every ~100 ms, too coarse for one short iteration, but its difference over the whole
+    span is the hardware's own total. NaN without a span or a counter."""
+    if span is None:
+        return NAN
+    return pct_change(span.energy_j, source_energy_j(span, "counter"))
 
 
 def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:
@@ -219,7 +222,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         "ref_energy_j_per_1k_mean": mean(ref_energy), "ref_energy_j_per_1k_std": std(ref_energy),
         "ref_energy_net_j_per_1k_mean": mean(ref_net),
         "native_vs_ref_pct": pct_change(mean(ref_energy), energy_mean),
-        "native_vs_counter_pct": native_vs_counter_pct(col("energy_j"), col("energy_j_counter")),
+        "native_vs_counter_pct": native_vs_counter_pct(run.span),
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
         "delta_vs_fp16_pct": pct_change(energy_mean, base_gross),
         "delta_vs_fp16_net_pct": pct_change(energy_net_mean, base_net),
