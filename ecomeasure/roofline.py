@@ -71,19 +71,36 @@ def _tensor_bytes(t: Any) -> int:
     return int(t.numel()) * int(t.element_size())
 
 
+def stored_tensors(t: Any) -> list[Any]:
+    """The plain tensors that hold ``t``: ``t`` itself, or, for a tensor subclass that wraps
+    others (torchao's quantized weights: packed data, scales, zero points, as
+    ``__tensor_flatten__`` names them), those, recursively. A wrapper holds no storage of its
+    own (its ``data_ptr`` is 0): its logical shape and dtype say nothing of its bytes."""
+    flatten = getattr(type(t), "__tensor_flatten__", None)
+    if flatten is None:
+        return [t]
+    names, _ = t.__tensor_flatten__()
+    return [inner for name in names if (value := getattr(t, name, None)) is not None
+            for inner in stored_tensors(value)]
+
+
 def weight_bytes(model: Any) -> int:
     """Bytes a decode step reads of the model's weights: every parameter and buffer as
-    stored (packed 4-bit or int8 where quantized), plus bitsandbytes' quantization
-    statistics (4-bit absmax and code; int8 row scales), less the input embedding table,
-    of which a step reads only its tokens' rows (unless the output layer shares it)."""
+    stored (packed 4-bit, int8 or fp8 where quantized, with torchao's padding), plus the
+    quantization statistics (bitsandbytes' 4-bit absmax and code and int8 row scales;
+    torchao's scales and zero points), less the input embedding table, of which a step
+    reads only its tokens' rows (unless the output layer shares it)."""
     seen: set[int] = set()
     total = 0
 
     def add(t: Any) -> None:
         nonlocal total
-        if t is not None and hasattr(t, "data_ptr") and t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            total += _tensor_bytes(t)
+        if t is None or not hasattr(t, "data_ptr"):
+            return
+        for s in stored_tensors(t):
+            if s.data_ptr() not in seen:
+                seen.add(s.data_ptr())
+                total += _tensor_bytes(s)
 
     embedding = model.get_input_embeddings().weight
     output = model.get_output_embeddings()

@@ -132,6 +132,56 @@ def test_summary_rows_follow_from_the_iterations(run):
             100 * (f(bf16["energy_j_per_1k_mean"]) / f(fp16["energy_j_per_1k_mean"]) - 1), rel=1e-6)
 
 
+def _counter_check(out, rows, iterations, profile, t0_s, stderr, tick_s):
+    """Each row's native_vs_counter_pct is its native headline against the counter's
+    difference from its first iteration's start to its last one's end (recomputed from the
+    saved traces), the counter's difference is the profile's energy to within its tick (it
+    holds the energy up to its last update), and the bench printed the check."""
+    from ecomeasure import load_traces
+    from ecomeasure.bench.rows import COUNTER_AGREEMENT_PCT
+    pcts = []
+    for r in rows:
+        its = [i for i in iterations
+               if (i["quant"], i["batch_size"], i["regime"]) == (r["quant"], r["batch_size"], r["regime"])]
+        start, end = f(its[0]["start_s"]), f(its[-1]["end_s"])
+        span = load_traces(out / r["traces"]).measure(start, end)
+        native, counter = span.energy_j, span.source_energy_j("counter")
+        truth = profile.energy_j(start - t0_s, end - t0_s)
+        assert abs(counter - truth) <= 0.005 * truth + 2 * POWER_W * tick_s
+        assert native == pytest.approx(truth, rel=0.02)
+        pct = f(r["native_vs_counter_pct"])
+        assert pct == pytest.approx(100 * (native - counter) / counter, abs=1e-6)
+        label = f"tiny-llama-test {r['quant']} bs={r['batch_size']} {r['regime']}: "
+        printed = [line for line in stderr.splitlines() if line.startswith(label) and "tok/s" in line]
+        assert len(printed) == 1, stderr
+        verdict = "within" if abs(pct) <= COUNTER_AGREEMENT_PCT else "BEYOND"
+        assert f"{pct:+.2f} % vs counter ({verdict} 0.5 %)" in printed[0]
+        pcts.append(pct)
+    return pcts
+
+
+def test_native_energy_is_checked_against_the_energy_counter(run, fake):
+    _counter_check(run.out, run.rows, run.iterations, fake.profile, fake.t0_s, run.done.stderr, tick_s=0.1)
+
+
+def test_native_energy_within_half_a_percent_of_a_fine_counter(tmp_path_factory):
+    # A counter that updates every millisecond: over a configuration's iterations (a fraction of
+    # a second here) its difference is exact to well under 0.5 %, and so must the native be.
+    lib = build_fake_nvml(tmp_path_factory.mktemp("fake_nvml_counter"))
+    t0_ns = time.monotonic_ns()
+    profile = Profile.steady(POWER_W)
+    env = clean_environ(fake_env(lib.parent, profile, t0_ns, update_period_s=0.001))
+    env["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
+    out = tmp_path_factory.mktemp("results_counter")
+    done = run_cli([*SMOKE_ARGS, "--quant", "fp16", "--regime", "graph", "--iterations", "4", "--idle-seconds", "0.5",
+                    "--out", str(out), "--weights-dir", str(tmp_path_factory.mktemp("weights"))], env)
+    assert done.returncode == 0, done.stderr
+    _, rows = read_csv(out / "results.csv")
+    _, iterations = read_csv(out / "iterations.csv")
+    pcts = _counter_check(out, rows, iterations, profile, t0_ns / 1e9, done.stderr, tick_s=0.001)
+    assert len(pcts) == 1 and abs(pcts[0]) <= 0.5
+
+
 def test_traces_recompute_the_figures(run):
     from ecomeasure import load_traces
     from ecomeasure._native import trapezoid

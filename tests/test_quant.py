@@ -28,7 +28,8 @@ def without_bitsandbytes(monkeypatch):
 
 
 def test_names():
-    assert list(quant.QUANTS) == ["fp16", "bf16", "nf4", "nf4_dq", "fp4", "int8", "int8_pure"]
+    assert list(quant.QUANTS) == ["fp16", "bf16", "nf4", "nf4_dq", "fp4", "int8", "int8_pure",
+                                 "int4wo", "int8wo", "fp8wo", "fp8dq", "int8dq"]
 
 
 @pytest.mark.parametrize("name", list(SEED_CONFIGS))

@@ -161,8 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--model is required: one or more of " + ", ".join(models.valid_names())
                      + " (see --list-models), an HF id or a local path")
     try:
-        quant.require_bitsandbytes(args.quant)
-    except quant.BitsAndBytesMissingError as exc:
+        quant.require_backends(args.quant)
+    except quant.BackendMissingError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
     from transformers.utils import logging as hf_logging

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import NVMLUnavailableError, __version__
 from ..meter import DeviceInfo, Meter
-from ..quant import bitsandbytes_version
+from ..quant import bitsandbytes_version, torchao_version
 from .runner import EnergySetup
 
 
@@ -110,7 +110,8 @@ def versions() -> dict[str, str]:
     import transformers
     return {
         "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-        "bitsandbytes_version": bitsandbytes_version() or "", "ecomeasure_version": __version__,
+        "bitsandbytes_version": bitsandbytes_version() or "",
+        "torchao_version": torchao_version() or "", "ecomeasure_version": __version__,
         "accelerate_version": _version("accelerate"), "nvidia_ml_py_version": _version("nvidia-ml-py"),
         "python_version": platform.python_version(),
         "cuda_version": str(torch.version.cuda or ""),

@@ -33,13 +33,14 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "power_w_std", "energy_j_per_1k_mean", "energy_j_per_1k_std", "energy_cv_pct",
     "energy_net_j_per_1k_mean", "energy_net_j_per_1k_std", "ref_power_w_mean",
     "ref_energy_j_per_1k_mean", "ref_energy_j_per_1k_std", "ref_energy_net_j_per_1k_mean",
-    "native_vs_ref_pct", "idle_power_w", "ref_idle_power_w", "delta_vs_fp16_pct",
+    "native_vs_ref_pct", "native_vs_counter_pct", "idle_power_w", "ref_idle_power_w", "delta_vs_fp16_pct",
     "delta_vs_fp16_net_pct", "method", "energy_j_per_1k_samples", "energy_j_per_1k_instant",
     "energy_j_per_1k_average", "energy_j_per_1k_counter", "prefill_s_mean", "prefill_energy_j_mean",
     "decode_s_mean", "decode_energy_j_mean", "decode_ms_per_step_mean", "bytes_per_step",
     "memory_bandwidth_gb_s", "bandwidth_source", "bandwidth_floor_ms_per_step", "bandwidth_floor_fraction",
     "gpu_busy_share_mean", "outlier_iterations", "same_tokens_as_eager", "gpu_name", "gpu_uuid", "driver", "device",
-    "torch_version", "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces", "notes",
+    "torch_version", "transformers_version", "bitsandbytes_version", "torchao_version", "ecomeasure_version",
+    "traces", "notes",
 )
 """Columns of ``results.csv``, in order: one row per (model, quant, batch_size)."""
 
@@ -55,7 +56,7 @@ ITERATION_COLUMNS: tuple[str, ...] = (
 TEXT_COLUMNS: frozenset[str] = frozenset({
     "date", "status", "error", "model", "model_id", "weights", "quant", "prompt_tokens_source",
     "method", "gpu_name", "gpu_uuid", "driver", "device", "regime", "torch_version",
-    "transformers_version", "bitsandbytes_version", "ecomeasure_version", "traces", "notes",
+    "transformers_version", "bitsandbytes_version", "torchao_version", "ecomeasure_version", "traces", "notes",
     "bandwidth_source", "outlier_iterations", "same_tokens_as_eager", "outlier",
 })
 """Columns of either file that hold text; every other one holds a number or nothing."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from scipy.stats import median_abs_deviation
 
-from ..meter import SOURCES  # a column each: ``energy_j_<source>``
+from ..meter import SOURCES, Measurement  # a column each: ``energy_j_<source>``
 from ..roofline import DecodeFloor
 from .results import parse_float
 from .runner import ConfigRun, Iteration, net, source_energy_j
@@ -59,7 +59,8 @@ class RowContext:
             "gpu_name": self.gpu_name, "gpu_uuid": self.gpu_uuid, "driver": self.driver,
             "device": self.device,
             **{k: versions.get(k, "") for k in ("torch_version", "transformers_version",
-                                                  "bitsandbytes_version", "ecomeasure_version")},
+                                                  "bitsandbytes_version", "torchao_version",
+                                                  "ecomeasure_version")},
         }
 
 
@@ -132,6 +133,20 @@ def outliers(values: Sequence[float], mads: float = OUTLIER_MADS,
     spread = float(median_abs_deviation(finite, scale="normal"))
     reach = max(mads * spread, min_fraction * abs(center))
     return [spread > 0 and not math.isnan(v) and abs(v - center) > reach for v in values]
+
+
+COUNTER_AGREEMENT_PCT = 0.5
+"""How close a row's native energy must come to the energy counter's over its iterations."""
+
+
+def native_vs_counter_pct(span: Measurement | None) -> float:
+    """100 * (native - counter) / counter over ``span``, the window from a configuration's first
+    iteration's start to its last one's end: the energy counter (nvmlDeviceGetTotalEnergyConsumption)
+    steps every ~100 ms, too coarse for one short iteration, but its difference over the whole
+    span is the hardware's own total. NaN without a span or a counter."""
+    if span is None:
+        return NAN
+    return pct_change(span.energy_j, source_energy_j(span, "counter"))
 
 
 def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:
@@ -207,6 +222,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         "ref_energy_j_per_1k_mean": mean(ref_energy), "ref_energy_j_per_1k_std": std(ref_energy),
         "ref_energy_net_j_per_1k_mean": mean(ref_net),
         "native_vs_ref_pct": pct_change(mean(ref_energy), energy_mean),
+        "native_vs_counter_pct": native_vs_counter_pct(run.span),
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
         "delta_vs_fp16_pct": pct_change(energy_mean, base_gross),
         "delta_vs_fp16_net_pct": pct_change(energy_net_mean, base_net),

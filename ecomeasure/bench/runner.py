@@ -97,6 +97,9 @@ class ConfigRun:
     token_ids: Any = None
     """The last iteration's generated ids (to compare regimes)."""
     same_tokens_as_eager: bool | None = None
+    span: Measurement | None = None
+    """The native meter's window from the first iteration's start to the last one's end: its
+    headline against its energy counter's difference (two edges, not two per iteration)."""
 
     def note(self, text: str, iteration: Iteration | None = None) -> None:
         """Records a note on the configuration, or on one iteration."""
@@ -212,6 +215,8 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
             it.decode = meter.measure_ns(it.first_token_ns, it.end_ns, f"decode {it.index}")
             if not it.total.complete:
                 run.note("the native meter's data do not cover the whole window", it)
+        if run.iterations:
+            run.span = meter.measure_ns(run.iterations[0].start_ns, run.iterations[-1].end_ns, "iterations")
     if reference is not None and run.iterations:
         # The reference needs one reading past each window's end to interpolate it.
         if not reference.wait_past(max(run.iterations[-1].end_s, idle_end_s)):

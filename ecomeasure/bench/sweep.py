@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import generation, models, roofline, weights
+from .. import quant as quant_schemes
 from .display import Display
 from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
-from .rows import RowContext, failed_row, iteration_rows, summary_row, utc_now
+from .rows import COUNTER_AGREEMENT_PCT, RowContext, failed_row, iteration_rows, summary_row, utc_now
 from .runner import ConfigRun, Protocol, run_configuration
 from .shard import ConfigKey
 
@@ -88,6 +89,7 @@ class Sweep:
     # Token ids of the eager run of each (model, quant, batch size), to check the graph's.
     _eager_tokens: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     _bandwidth: roofline.Bandwidth | None = None
+    _capability: tuple[int, int] | None = None
 
     # planning --------------------------------------------------------------------------
     @property
@@ -188,6 +190,34 @@ class Sweep:
         return Loaded(resolved, model, tokenizer, params / 1e9, (started, time.monotonic()))
 
     @property
+    def capability(self) -> tuple[int, int] | None:
+        """The generating GPU's compute capability (None on the CPU or if CUDA cannot say)."""
+        if self._capability is None and self.hardware.device != "cpu":
+            import torch
+            try:
+                major, minor = torch.cuda.get_device_capability(self.hardware.device)
+                self._capability = (int(major), int(minor))
+            except Exception:  # noqa: BLE001 - unknown: every scheme is tried
+                return None
+        return self._capability
+
+    def _unavailable(self, model: str, quant_name: str, batch_sizes: list[tuple[int, str]], model_id: str,
+                     kind: str, progress: Any, sweep_task: Any) -> list[tuple[int, str]]:
+        """Records an ``unavailable`` row for each (batch size, regime) that the scheme cannot
+        run on this device; returns the others."""
+        runnable = []
+        for bs, regime in batch_sizes:
+            reason = quant_schemes.unavailable_reason(quant_name, regime, bs, self.hardware.device, self.capability)
+            if not reason:
+                runnable.append((bs, regime))
+                continue
+            self.display.warn(f"{model} {quant_name} bs={bs} {regime}: unavailable: {reason}")
+            ctx = replace(self._context(model, quant_name, bs, regime, None, model_id=model_id), weights=kind)
+            self._record_failure(ctx, reason, status="unavailable")
+            progress.advance(sweep_task)
+        return runnable
+
+    @property
     def bandwidth(self) -> roofline.Bandwidth:
         """The GPU's peak memory bandwidth (read once)."""
         if self._bandwidth is None:
@@ -208,6 +238,10 @@ class Sweep:
                                      f"weights: {describe(resolved)}")
                 progress.advance(sweep_task)
             return
+        batch_sizes = self._unavailable(model, quant, batch_sizes, resolved.model_id, resolved.kind, progress,
+                                        sweep_task)
+        if not batch_sizes:
+            return  # nothing this scheme can run here: the model is not loaded for it
         loaded = None
         try:
             progress.update(config_task, description=f"{model} {quant}: loading", visible=True, completed=0)
@@ -385,5 +419,12 @@ def _one_line(label: str, row: dict[str, Any]) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "-"
         return f"{round(value, digits) + 0.0:,.{digits}f}"  # + 0.0: no "-0"
+    counter = row.get("native_vs_counter_pct")
+    if counter is None or (isinstance(counter, float) and math.isnan(counter)):
+        check = "no counter"
+    else:
+        verdict = "within" if abs(counter) <= COUNTER_AGREEMENT_PCT else "BEYOND"
+        check = f"{counter + 0.0:+.2f} % vs counter ({verdict} {COUNTER_AGREEMENT_PCT} %)"
     return (f"{label}: {f('throughput_tok_s_mean', 2)} tok/s, {f('energy_j_per_1k_mean')} J/1k native "
-            f"({row.get('method')}), net {f('energy_net_j_per_1k_mean')}, ref {f('ref_energy_j_per_1k_mean')}")
+            f"({row.get('method')}), net {f('energy_net_j_per_1k_mean')}, ref {f('ref_energy_j_per_1k_mean')}, "
+            f"{check}")
