@@ -63,8 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
-_NS = 1_000_000_000
-NAN = float("nan")
+from ecomeasure.units import NAN, NS_PER_S
+
 PEERS = {"zeus": "zeus==0.16.0", "codecarbon": "codecarbon==3.3.2"}
 METHODS = ("ecomeasure", "zeus_monitor", "zeus_power", "codecarbon_15s", "codecarbon_1s", "seed_10hz")
 PACKAGE_OF = {"zeus_monitor": "zeus", "zeus_power": "zeus", "codecarbon_15s": "codecarbon",
@@ -515,7 +515,7 @@ def measure_bursts(args: argparse.Namespace, methods: dict[str, object], workloa
             time.sleep(args.gap_s * rng.uniform(1.0, 1.2))
         time.sleep(max(0.0, args.edge_s - args.gap_s))
         a1 = time.monotonic_ns()
-        time.sleep((a1 - a0) / _NS)
+        time.sleep((a1 - a0) / NS_PER_S)
         items.append((length, (a0, a1), (a1, time.monotonic_ns()), windows))
         print(f"bursts {length:g} s: {len(windows)} windows done", flush=True)
     return items
@@ -537,7 +537,7 @@ def score(meter, args: argparse.Namespace, steady: list[tuple], load_s: tuple[fl
     spans = [b.start.span_ns(b.end) for _, _, _, ws in bursts for b, _ in ws]
     index = 0
     for length, run_a, run_b, windows in bursts:
-        durations = [(b - a) / _NS for a, b in (w.start.span_ns(w.end) for w, _ in windows)]
+        durations = [(b - a) / NS_PER_S for a, b in (w.start.span_ns(w.end) for w, _ in windows)]
         truth = differential_truth(t_ns, e_j, run_a, run_b, durations, busy_ns=spans)
         for (burst, timing), d in zip(windows, durations):
             index += 1

@@ -16,10 +16,9 @@ from scipy.stats import median_abs_deviation
 
 from ..meter import SOURCES  # a column each: ``energy_j_<source>``
 from ..roofline import DecodeFloor
+from ..units import NAN
 from .results import parse_float
 from .runner import ConfigRun, Iteration, net, source_energy_j
-
-NAN = float("nan")
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ from typing import Any
 from .. import generation
 from ..meter import Measurement, Meter
 from ..reference import ReferenceMeter, ReferenceUnavailableError
-
-_NS = 1_000_000_000
-NAN = float("nan")
+from ..units import NAN, NS_PER_S
+from .environment import EnergySetup
 
 
 @dataclass(frozen=True)
@@ -26,18 +25,6 @@ class Protocol:
     idle_s: float = 10.0
     idle_settle_s: float = 1.0
     """Wait after the last iteration before the idle window starts."""
-
-
-@dataclass(frozen=True)
-class EnergySetup:
-    """Which GPU the meters read, or why energy is not measured."""
-    nvml_index: int | None
-    nvml_library: str | None = None
-    note: str = ""
-
-    @property
-    def available(self) -> bool:
-        return self.nvml_index is not None
 
 
 @dataclass
@@ -64,23 +51,23 @@ class Iteration:
 
     @property
     def start_s(self) -> float:
-        return self.start_ns / _NS
+        return self.start_ns / NS_PER_S
 
     @property
     def end_s(self) -> float:
-        return self.end_ns / _NS
+        return self.end_ns / NS_PER_S
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
     @property
     def prefill_s(self) -> float:
-        return (self.first_token_ns - self.start_ns) / _NS
+        return (self.first_token_ns - self.start_ns) / NS_PER_S
 
     @property
     def decode_s(self) -> float:
-        return (self.end_ns - self.first_token_ns) / _NS
+        return (self.end_ns - self.first_token_ns) / NS_PER_S
 
 
 @dataclass
@@ -197,7 +184,7 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
         if run.iterations:
             # Wait for readings past the last window, then stop: every figure below is then
             # what the saved traces give (the headline's calibration spans the whole trace).
-            last_ns = max(run.iterations[-1].end_ns, int(idle_end_s * _NS))
+            last_ns = max(run.iterations[-1].end_ns, int(idle_end_s * NS_PER_S))
             if not meter.measure_ns(last_ns, last_ns).complete:
                 run.note("native meter: no reading past the last window's end before the wait timed out")
         meter.stop()

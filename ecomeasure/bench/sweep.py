@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import generation, models, roofline, weights
+from ..errors import summarize
 from .display import Display
 from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
@@ -43,9 +44,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    kind = "out of memory" if is_out_of_memory(exc) else type(exc).__name__
-    text = " ".join(str(exc).split())
-    return f"{kind}: {text[:300]}" if text else kind
+    """One line for a failed row: out of memory named as such, whatever raised it."""
+    return summarize(exc, "out of memory" if is_out_of_memory(exc) else None)
 
 
 def canonical_model(name: str) -> str:

@@ -7,12 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..units import NS_PER_S
 from .analysis import SummaryRow, Validation, check_goals
 from .methods import DESCRIPTION, METHODS
 from .plan import EDGE_MARGIN_S
 from .truth import FIT_REACH_S, TAIL_GUARD_S
 
-_NS = 1_000_000_000
 SHORT = {"headline": "headline", "samples": "samples", "instant": "instant", "average": "average",
          "counter": "counter", "reference_10hz": "ref 10 Hz", "counter_at_edges": "ctr@edges"}
 
@@ -54,8 +54,8 @@ def write_windows_csv(validation: Validation, path: Path) -> Path:
                     "exact_j"] + [f"{m}_j" for m in METHODS] + ["headline_method", "complete", "events_s",
                                                                "tail_s"] + [f"{m}_tail_j" for m in METHODS])
         for win in validation.windows:
-            w.writerow([win.kind, win.label, _num(win.length_s), win.index, f"{win.start_ns / _NS:.9f}",
-                        f"{win.end_ns / _NS:.9f}", _num(win.duration_s, 9), _num(win.truth_j, 9),
+            w.writerow([win.kind, win.label, _num(win.length_s), win.index, f"{win.start_ns / NS_PER_S:.9f}",
+                        f"{win.end_ns / NS_PER_S:.9f}", _num(win.duration_s, 9), _num(win.truth_j, 9),
                         _num(win.exact_j, 9)] + [_num(win.energy_j[m], 9) for m in METHODS]
                        + [win.headline_method, int(win.complete), _num(win.events_s, 9), _num(win.tail_s)]
                        + [_num(win.energy_tail_j.get(m, math.nan), 9) for m in METHODS])
