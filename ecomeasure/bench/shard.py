@@ -36,23 +36,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 from .. import models
+from ..schema import ConfigKey
 from .runner import Protocol
-
-
-class ConfigKey(NamedTuple):
-    """One configuration of the sweep: what a results.csv row is about.
-
-    A tuple, so it compares equal to the ``(model, quant, batch_size, regime)`` tuples the
-    sweep keeps.
-    """
-    model: str
-    quant: str
-    batch_size: int
-    regime: str = "eager"
-
 
 STEP_FIXED_S = 0.010
 """Rough: host time of one eager decode step that does not grow with the model."""
