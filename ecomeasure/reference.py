@@ -3,7 +3,8 @@
 A Python thread reads ``nvmlDeviceGetPowerUsage`` through nvidia-ml-py every 100 ms *while*
 the generation runs (the seed's script only polled after it had finished), stamps every
 reading with ``time.monotonic()``, and integrates by the trapezoid rule over any window
-(the seed multiplied mean power by time). See ``../shared/docs/seed-method.md``.
+(the seed multiplied mean power by time). The study: "Energy Efficiency of Quantized LLM
+Inference", Hongping Zhang, https://github.com/hongping-zh/ecocompute-ai.
 
 On Ampere and newer GPUs this call returns a ~1 s moving average, so the method lags short
 windows; that error is what the comparison with the native meter shows.

@@ -116,9 +116,9 @@ def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, 
 
 def warmup_length(protocol: Protocol, k: int) -> int:
     """Tokens of warmup generation ``k``: the last one is as long as an iteration, so that no
-    iteration meets a shape for the first time. (On the H200 the first eager iteration after
-    shorter warmups ran at 0.36-0.66 of the median where later ones did not; the graph
-    regime, whose shapes are fixed, showed no such first iteration.)"""
+    iteration meets a shape for the first time. (On the H200, after shorter warmups the first
+    eager iteration runs at 0.36-0.66 of the median and later ones do not; the graph regime,
+    whose shapes are fixed, has no such first iteration.)"""
     last = k == protocol.warmup - 1
     return max(protocol.warmup_tokens, protocol.new_tokens) if last else protocol.warmup_tokens
 
@@ -131,8 +131,8 @@ def run_configuration(generate: Callable[[int], generation.Timing], protocol: Pr
     ``generate(new_tokens)`` runs one generation (either decode regime) and returns its
     marks. Both meters run from before the warmup to after the idle window, so their
     traces hold the whole configuration. No measured iteration starts cold: they follow
-    the warmup directly (an idle window before them let the clocks drop and made the first
-    iteration about twice as long). The idle baseline comes after them, once the GPU has
+    the warmup directly (an idle window before them lets the clocks drop, and the first
+    iteration then takes about twice as long). The idle baseline comes after them, once the GPU has
     settled for ``idle_settle_s`` (its power stays above idle ~100 ms after the last kernel,
     and the 1 s average that the reference reads lags a second), so it is read in the
     state the iterations ran in. ``step`` is called after each unit of work (progress).

@@ -49,10 +49,6 @@ class Finding:
     def claim(self) -> str:
         return CLAIMS[self.key]
 
-    @property
-    def statement(self) -> str:
-        return f"{self.verdict}: {self.detail}"
-
 
 Energies = dict[tuple[str, str, int], tuple[Config, float]]
 
