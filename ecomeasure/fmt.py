@@ -4,6 +4,7 @@ tables and CSV files."""
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 NA = "n/a"
 DASH = "—"
@@ -11,7 +12,7 @@ MISSING = "-"
 """A missing figure in the console and the validation's tables (ASCII)."""
 
 
-def finite(x: float | None) -> bool:
+def finite(x: object) -> TypeGuard[float]:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 

@@ -180,14 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _record_finish(setup.store, run_file, run_info, sweep, interrupted)
     peer_failure = None
     if setup.rank is not None:
-        peer_failure = _finish_ranks(bool(interrupted))
+        peer_failure = _finish_ranks(display, setup.rank, run_prefix, bool(interrupted))
         if not setup.rank.is_main:
             return 130 if interrupted else 1 if sweep.failed else 0
-        if peer_failure is not None:
-            from . import distributed
-            display.warn(f"rank(s) {distributed.unfinished_ranks(run_prefix, setup.rank.world_size)} did not "
-                         f"finish ({peer_failure}); the summary shows what is on disk. Run the same command "
-                         "again to measure the rest.")
     _print_summary(display, sweep, setup.store, every)
     if interrupted:
         display.log(f"interrupted: {len(sweep.written)} configuration(s) finished in this run are in "
@@ -349,13 +344,17 @@ def _record_finish(store: ResultsDir, run_file: Path, run_info: dict[str, Any], 
     store.write_json(run_file, run_info)
 
 
-def _finish_ranks(interrupted: bool) -> str | None:
+def _finish_ranks(display: Display, rank: Rank, run_prefix: Path | None, interrupted: bool) -> str | None:
     """Waits for every rank (unless interrupted) and leaves the group; returns None, or why
-    some rank never finished."""
+    some rank never finished (which rank 0 tells)."""
     from . import distributed
 
     peer_failure = None if interrupted else distributed.wait_for_all()
     distributed.finish()
+    if peer_failure is not None and rank.is_main and run_prefix is not None:
+        display.warn(f"rank(s) {distributed.unfinished_ranks(run_prefix, rank.world_size)} did not finish "
+                     f"({peer_failure}); the summary shows what is on disk. Run the same command again "
+                     "to measure the rest.")
     return peer_failure
 
 
