@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import models, quant
+from .errors import summarize
 
 MARKER = "ecomeasure-random-weights.json"
 """Written last into a random-weight checkpoint: without it the directory is incomplete."""
@@ -89,7 +90,7 @@ def find_real_weights(model_id: str, allow_download: bool) -> tuple[Path | None,
     try:
         path = Path(snapshot_download(model_id, allow_patterns=_ALLOW, ignore_patterns=_IGNORE))
     except Exception as exc:  # noqa: BLE001 - unreachable, gated or absent: fall back
-        return None, f"{reason}; download failed ({type(exc).__name__}: {str(exc)[:200]})"
+        return None, f"{reason}; download failed ({summarize(exc, limit=200)})"
     return (path, "downloaded from the HuggingFace hub") if _has_weights(path) else (
         None, f"{reason}; the download holds no weights")
 
