@@ -14,7 +14,7 @@ The cost model only orders and balances work; its numbers are ROUGH ESTIMATES, n
 measurements to quote. Their sources:
 
 - Time per decode step grows with the parameter count: ~41 ms for Mistral-7B fp16 at batch
-  size 1 in eager mode on an H200 (24.5 tok/s in an early run), where HuggingFace
+  size 1 in eager mode on an H200 (24.5 tok/s), where HuggingFace
   eager generation is host-bound, so a fixed ~10 ms plus ~4 ms per billion parameters.
 - Quantization: default int8 is ~3x slower than fp16 per token (H200: 9.0 vs 24.5 tok/s; the
   study ecomeasure redoes calls it the "int8 paradox"), pure int8 ~1.7x, nf4/fp4 ~0.85x.
