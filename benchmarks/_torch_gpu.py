@@ -51,3 +51,23 @@ def load_for_decoding(model: str, quant: str, batch_size: int, device: str, weig
     loaded = weights.load_model(resolved, quant, device)
     prompt = generation.build_prompt(loaded, weights.load_tokenizer(resolved), resolved.spec, batch_size)
     return hardware, resolved, loaded, prompt
+
+
+def matmul_load(seconds: float, size: int = 8192) -> int:
+    """Back-to-back fp16 ``size`` x ``size`` matmuls on torch's current GPU for about
+    ``seconds`` (the GPU near its power limit, as ecomeasure.validate loads it); returns how
+    many ran. Ends synchronized."""
+    import time
+
+    import torch
+
+    a = torch.randn((size, size), device="cuda", dtype=torch.float16)  # random: the most power
+    b = torch.randn((size, size), device="cuda", dtype=torch.float16)
+    c = torch.empty_like(a)
+    count, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(10):
+            torch.matmul(a, b, out=c)
+        torch.cuda.synchronize()
+        count += 10
+    return count

@@ -7,7 +7,9 @@
 #include "clock.hpp"
 #include "energy.hpp"
 #include "errors.hpp"
+#include "cuda_driver.hpp"
 #include "integrate.hpp"
+#include "inventory.hpp"
 #include "marks.hpp"
 #include "sampler.hpp"
 
@@ -160,32 +162,23 @@ PYBIND11_MODULE(_ecomeasure, m) {
   m.attr("TRACES") = py::make_tuple("samples", "instant", "average", "counter", "utilization");
   m.def("monotonic_ns", &monotonic_ns, "The meter's clock: CLOCK_MONOTONIC in ns.");
 
+  py::class_<SamplerOptions>(m, "SamplerOptions",
+                             "How a Sampler reads NVML; every field named, times in ns (see sampler.hpp).")
+      .def(py::init<>())
+      .def_readwrite("devices", &SamplerOptions::devices)
+      .def_readwrite("poll_interval_ns", &SamplerOptions::poll_interval_ns)
+      .def_readwrite("drain_interval_ns", &SamplerOptions::drain_interval_ns)
+      .def_readwrite("counter_interval_ns", &SamplerOptions::counter_interval_ns)
+      .def_readwrite("keepalive_ns", &SamplerOptions::keepalive_ns)
+      .def_readwrite("gap_threshold_ns", &SamplerOptions::gap_threshold_ns)
+      .def_readwrite("calibration_min_span_ns", &SamplerOptions::calibration_min_span_ns)
+      .def_readwrite("calibration_reach_ns", &SamplerOptions::calibration_reach_ns)
+      .def_readwrite("trace_keep_ns", &SamplerOptions::trace_keep_ns)
+      .def_readwrite("counter_lag_ns", &SamplerOptions::counter_lag_ns)
+      .def_readwrite("nvml_library", &SamplerOptions::nvml_library);
+
   py::class_<Sampler>(m, "Sampler")
-      .def(py::init([](std::vector<unsigned> devices, std::int64_t poll_ns, std::int64_t drain_ns,
-                       std::int64_t counter_ns, std::int64_t keepalive_ns, std::int64_t gap_ns,
-                       std::int64_t calibration_ns, std::int64_t counter_lag_ns,
-                       std::int64_t calibration_reach_ns, std::int64_t trace_keep_ns,
-                       std::string nvml_library) {
-             SamplerOptions o;
-             o.devices = std::move(devices);
-             o.poll_interval_ns = poll_ns;
-             o.drain_interval_ns = drain_ns;
-             o.counter_interval_ns = counter_ns;
-             o.keepalive_ns = keepalive_ns;
-             o.gap_threshold_ns = gap_ns;
-             o.calibration_min_span_ns = calibration_ns;
-             o.counter_lag_ns = counter_lag_ns;
-             o.calibration_reach_ns = calibration_reach_ns;
-             o.trace_keep_ns = trace_keep_ns;
-             o.nvml_library = std::move(nvml_library);
-             return new Sampler(std::move(o));
-           }),
-           py::arg("devices"), py::arg("poll_interval_ns"), py::arg("drain_interval_ns"),
-           py::arg("counter_interval_ns"), py::arg("keepalive_ns"), py::arg("gap_threshold_ns"),
-           py::arg("calibration_min_span_ns"), py::arg("counter_lag_ns"), py::arg("calibration_reach_ns"),
-           py::arg("trace_keep_ns"),
-           py::arg("nvml_library"),
-           py::call_guard<py::gil_scoped_release>())
+      .def(py::init<SamplerOptions>(), py::arg("options"), py::call_guard<py::gil_scoped_release>())
       .def("start", &Sampler::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Sampler::stop, py::call_guard<py::gil_scoped_release>())
       .def("close", &Sampler::close, py::call_guard<py::gil_scoped_release>())
@@ -222,6 +215,9 @@ PYBIND11_MODULE(_ecomeasure, m) {
              return to_dict(e);
            })
       .def("wait_for_data", &Sampler::wait_for_data, py::arg("t_ns"), py::arg("timeout_ns"),
+           py::arg("utilization") = true, py::call_guard<py::gil_scoped_release>())
+      .def("request", &Sampler::request, py::arg("t_ns"), py::call_guard<py::gil_scoped_release>())
+      .def("has_data", &Sampler::has_data, py::arg("t_ns"), py::arg("utilization") = false,
            py::call_guard<py::gil_scoped_release>())
       .def("stats", [](const Sampler& s) {
         const SamplerStats st = s.stats();
@@ -230,6 +226,24 @@ PYBIND11_MODULE(_ecomeasure, m) {
                         py::arg("wall_clock_steps_back") = st.wall_clock_steps_back,
                         py::arg("wall_clock_step_back_s") = st.wall_clock_step_back_s);
       });
+
+  m.def(
+      "nvml_inventory",
+      [](const std::string& nvml_library, const std::vector<std::string>& mig_uuids) {
+        Inventory inv;
+        {
+          py::gil_scoped_release release;
+          inv = inventory(nvml_library, mig_uuids);
+        }
+        py::list gpus;
+        for (const GpuEntry& g : inv.gpus)
+          gpus.append(py::dict(py::arg("index") = g.index, py::arg("name") = g.name, py::arg("uuid") = g.uuid));
+        return py::make_tuple(gpus, inv.mig_parents);
+      },
+      py::arg("nvml_library"), py::arg("mig_uuids"),
+      "NVML's GPUs [{index, name, uuid}] and, per MIG UUID given, its parent's NVML index (-1 unknown).");
+  m.def("cuda_visible_uuids", &cuda::visible_device_uuids, py::call_guard<py::gil_scoped_release>(),
+        "UUIDs of the devices the CUDA driver shows this process (CUDA_VISIBLE_DEVICES applied).");
 
   m.def("mark_now", &marks::mark_now, "A mark stamped now.");
   m.def("mark_on_stream", &marks::mark_on_stream, py::arg("stream"),

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -74,6 +75,32 @@ bool record_event(Event& event, std::uintptr_t stream) {
   if (event && api.cuEventDestroy_v2) api.cuEventDestroy_v2(event);
   create_event(event);
   return event && api.cuEventRecord(event, s) == kSuccess;
+}
+
+std::vector<std::string> visible_device_uuids() {
+  const Api& api = load();
+  const auto get_uuid = api.cuDeviceGetUuid_v2 ? api.cuDeviceGetUuid_v2 : api.cuDeviceGetUuid;
+  if (!api.cuDeviceGetCount || !api.cuDeviceGet || !get_uuid)
+    throw CudaUnavailable("this CUDA driver cannot list device UUIDs (cuDeviceGetUuid missing)");
+  int count = 0;
+  if (const Result r = api.cuDeviceGetCount(&count); r != kSuccess)
+    throw CudaUnavailable("cuDeviceGetCount failed: " + name_of(api, r));
+  std::vector<std::string> out;
+  for (int i = 0; i < count; ++i) {
+    int device = 0;
+    Uuid uuid{};
+    if (const Result r = api.cuDeviceGet(&device, i); r != kSuccess)
+      throw CudaUnavailable("cuDeviceGet(" + std::to_string(i) + ") failed: " + name_of(api, r));
+    if (const Result r = get_uuid(&uuid, device); r != kSuccess)
+      throw CudaUnavailable("cuDeviceGetUuid failed: " + name_of(api, r));
+    char text[64];
+    const unsigned char* b = uuid.bytes;
+    std::snprintf(text, sizeof text,
+                  "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                  b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    out.push_back(text);
+  }
+  return out;
 }
 
 float elapsed_ms(Event from, Event to) {

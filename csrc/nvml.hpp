@@ -60,6 +60,9 @@ constexpr int GPU_UTILIZATION_SAMPLES = 1;  // percent of the period since the p
   X(nvmlDeviceGetHandleByIndex_v2, Return, (unsigned int, Device*))                          \
   X(nvmlDeviceGetName, Return, (Device, char*, unsigned int))                                \
   X(nvmlDeviceGetUUID, Return, (Device, char*, unsigned int))                                \
+  X(nvmlDeviceGetHandleByUUID, Return, (const char*, Device*))                               \
+  X(nvmlDeviceGetDeviceHandleFromMigDeviceHandle, Return, (Device, Device*))                 \
+  X(nvmlDeviceGetIndex, Return, (Device, unsigned int*))                                     \
   X(nvmlDeviceGetArchitecture, Return, (Device, unsigned int*))                              \
   X(nvmlDeviceGetPowerUsage, Return, (Device, unsigned int*))                                \
   X(nvmlDeviceGetTotalEnergyConsumption, Return, (Device, unsigned long long*))              \

@@ -16,6 +16,7 @@ namespace {
 
 constexpr std::int64_t kNsPerUs = 1000;
 constexpr std::int64_t kWallOffsetRefreshNs = 10'000'000'000;
+constexpr std::int64_t kRetryNs = 5'000'000;  // pace of the loop while a request is not met
 // Traces are reserved for an hour of readings up front so the thread rarely allocates.
 constexpr std::size_t kReserveSamples = 3600 * 60;
 constexpr std::size_t kReservePolled = 3600 * 20;
@@ -330,6 +331,7 @@ void Sampler::run() {
   for (;;) {
     const std::int64_t now = monotonic_ns();
     const std::int64_t wanted = wanted_ns_.load();
+    const std::int64_t wanted_busy = wanted_busy_ns_.load();
     const bool drain_due = now >= next_drain;
     const bool counter_due = now >= next_counter;
     if (drain_due) next_drain = now + options_.drain_interval_ns;
@@ -343,7 +345,7 @@ void Sampler::run() {
       if (samples.status.available && (drain_due || needs(samples, int(Source::samples), wanted)))
         drain(d, samples, d.power);
       SourceData& busy = d.source[kUtilization];
-      if (busy.status.available && (drain_due || needs(busy, kUtilization, wanted)))
+      if (busy.status.available && (drain_due || needs(busy, kUtilization, wanted_busy)))
         drain(d, busy, d.utilization);
       SourceData& counter = d.source[int(Source::counter)];
       if (counter.status.available && (counter_due || needs(counter, int(Source::counter), wanted)))
@@ -362,40 +364,69 @@ void Sampler::run() {
     }
     cpu_ns_ = thread_cpu_ns() - cpu_at_start;
     ++loops_;
-    data_.notify_all();
-
     std::unique_lock<std::mutex> lock(mutex_);
-    const auto deadline = std::chrono::steady_clock::time_point(
-        std::chrono::nanoseconds(now + options_.poll_interval_ns));
+    // A request is done once its data is in: the thread then goes back to its own pace.
+    std::int64_t done = wanted;
+    if (wanted >= 0 && satisfied(wanted, false)) wanted_ns_.compare_exchange_strong(done, -1);
+    done = wanted_busy;
+    if (wanted_busy >= 0 && satisfied(wanted_busy, true)) wanted_busy_ns_.compare_exchange_strong(done, -1);
+    data_.notify_all();
+    // While a request waits for a driver sample past its time, look again soon rather than
+    // at the next poll: the driver adds a sample every ~20 ms.
+    const bool pending = wanted_ns_.load() >= 0 || wanted_busy_ns_.load() >= 0;
+    const std::int64_t pause = pending ? std::min(options_.poll_interval_ns, kRetryNs) : options_.poll_interval_ns;
+    const auto deadline = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(now + pause));
     // CLOCK_MONOTONIC is steady_clock's clock on Linux, so the deadline is on our clock.
-    wake_.wait_until(lock, deadline, [&] { return stop_requested_; });
+    wake_.wait_until(lock, deadline, [&] { return stop_requested_ || wake_requested_; });
+    wake_requested_ = false;
     if (stop_requested_) break;
   }
 }
 
-bool Sampler::wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns) {
-  auto satisfied = [&] {
-    for (const DeviceData& d : devices_)
-      for (int k = 0; k < kTraceCount; ++k) {
-        const SourceData& sd = d.source[k];
-        if (sd.status.available && !sd.last_read_failed && needs(sd, k, t_ns)) return false;
-      }
-    return true;
-  };
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (satisfied()) return true;
-  if (!running_) return false;
-  std::int64_t w = wanted_ns_.load();
-  while (w < t_ns && !wanted_ns_.compare_exchange_weak(w, t_ns)) {
+// A source that fails or that the GPU lacks is not waited for: its part of the window is
+// marked incomplete instead.
+bool Sampler::satisfied(std::int64_t t, bool utilization) const {
+  const int traces = utilization ? kTraceCount : kSourceCount;
+  for (const DeviceData& d : devices_)
+    for (int k = 0; k < traces; ++k) {
+      const SourceData& sd = d.source[k];
+      if (sd.status.available && !sd.last_read_failed && needs(sd, k, t)) return false;
+    }
+  return true;
+}
+
+void Sampler::raise_to(std::atomic<std::int64_t>& wanted, std::int64_t t) {
+  std::int64_t w = wanted.load();
+  while (w < t && !wanted.compare_exchange_weak(w, t)) {
+  }
+}
+
+bool Sampler::has_data(std::int64_t t_ns, bool utilization) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return satisfied(t_ns, utilization);
+}
+
+void Sampler::request(std::int64_t t_ns) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!running_ || satisfied(t_ns, false)) return;
+    raise_to(wanted_ns_, t_ns);
+    wake_requested_ = true;
   }
   wake_.notify_all();
-  const bool ok = data_.wait_for(lock, std::chrono::nanoseconds(timeout_ns),
-                                 [&] { return satisfied() || !running_; }) &&
-                  satisfied();
-  // Let the thread relax once nobody waits for this time any more.
-  std::int64_t expected = t_ns;
-  wanted_ns_.compare_exchange_strong(expected, -1);
-  return ok;
+}
+
+bool Sampler::wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns, bool utilization) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (satisfied(t_ns, utilization)) return true;
+  if (!running_) return false;
+  raise_to(wanted_ns_, t_ns);
+  if (utilization) raise_to(wanted_busy_ns_, t_ns);
+  wake_requested_ = true;
+  wake_.notify_all();
+  return data_.wait_for(lock, std::chrono::nanoseconds(timeout_ns),
+                        [&] { return satisfied(t_ns, utilization) || !running_; }) &&
+         satisfied(t_ns, utilization);
 }
 
 SourceStatus Sampler::status(std::size_t device, int trace) const {

@@ -98,9 +98,15 @@ class Sampler {
   SourceStatus status(std::size_t device, int trace) const;
   Trace trace(std::size_t device, int trace) const;
   DeviceEnergy energy(std::size_t device, std::int64_t t0_ns, std::int64_t t1_ns) const;
-  // Blocks until every working source of every device has a reading at or after t_ns
-  // (asking the thread to read at once), or until the timeout; true if the data is there.
-  bool wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns);
+  // Blocks until every working energy source of every device (and GPU utilization too when
+  // `utilization`) has a reading at or after t_ns, asking the thread to read at once, or
+  // until the timeout; true if the data is there.
+  bool wait_for_data(std::int64_t t_ns, std::int64_t timeout_ns, bool utilization = true);
+  // Asks the thread, without waiting, to read the energy sources up to t_ns at once (a window
+  // ended there) and to keep reading until each holds a reading at or after it.
+  void request(std::int64_t t_ns);
+  // Whether every working energy source holds a reading at or after t_ns (never blocks).
+  bool has_data(std::int64_t t_ns, bool utilization = false) const;
   SamplerStats stats() const;
 
  private:
@@ -142,6 +148,8 @@ class Sampler {
   void keep(SourceData& sd, std::int64_t t, double v);  // caller holds mutex_
   void clear_failure(SourceData& sd);
   bool needs(const SourceData& sd, int trace, std::int64_t t) const;
+  bool satisfied(std::int64_t t, bool utilization) const;  // caller holds mutex_
+  static void raise_to(std::atomic<std::int64_t>& wanted, std::int64_t t);
 
   SamplerOptions options_;
   const nvml::Api* api_ = nullptr;
@@ -165,8 +173,10 @@ class Sampler {
   std::thread& thread_ = sync_->thread;
   std::atomic<bool> running_{false};
   bool stop_requested_ = false;     // under mutex_
+  bool wake_requested_ = false;     // under mutex_: run a loop now, not at the next period
   bool closed_ = false;             // under lifecycle_
-  std::atomic<std::int64_t> wanted_ns_{-1};  // a waiter wants readings up to here
+  std::atomic<std::int64_t> wanted_ns_{-1};       // energy readings wanted up to here
+  std::atomic<std::int64_t> wanted_busy_ns_{-1};  // utilization samples wanted up to here
   std::atomic<std::int64_t> wall_offset_ns_{0};
   std::atomic<std::int64_t> cpu_ns_{0};
   std::atomic<std::uint64_t> loops_{0};

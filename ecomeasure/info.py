@@ -1,7 +1,9 @@
 """``python -m ecomeasure.info``: what this machine's GPUs report, per NVML source.
 
-Runs the meter for a moment with the energy counter polled fast, so that each source's
-update period can be observed, then lists each GPU and, per source, whether it answers.
+Says which GPUs a ``Meter()`` reads here and why (CUDA_VISIBLE_DEVICES, or all GPUs), runs the
+meter for a moment with the energy counter polled fast, so that each source's update period
+can be observed, then lists each GPU and, per source, whether it answers. ``--all`` reads
+every GPU of the host.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 import sys
 import time
 
-from . import Meter, NVMLUnavailableError
+from . import DeviceSelectionError, Meter, NVMLUnavailableError
 from .meter import TRACES
 
 DESCRIPTION = {
@@ -23,10 +25,11 @@ DESCRIPTION = {
 }
 
 
-def describe(seconds: float = 1.5) -> dict:
-    """The capability report after watching the sources for ``seconds``."""
+def describe(seconds: float = 1.5, devices: str | None = None) -> dict:
+    """The capability report after watching the sources for ``seconds``; ``devices`` as
+    Meter's (None: the GPUs this process was given)."""
     # The counter costs ~4 ms of CPU a read: fine for a moment, not for a whole run.
-    with Meter(counter_interval_s=0.01, drain_interval_s=0.05) as meter:
+    with Meter(devices, counter_interval_s=0.01, drain_interval_s=0.05) as meter:
         time.sleep(seconds)
         meter.stop()
         report = meter.report()
@@ -44,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ecomeasure.info", description=__doc__)
     parser.add_argument("--seconds", type=_seconds, default=1.5, help="how long to watch (default 1.5)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--all", action="store_true",
+                        help="read every GPU of the host, not only those of CUDA_VISIBLE_DEVICES")
     args = parser.parse_args(argv)
     try:
-        report = describe(args.seconds)
+        report = describe(args.seconds, "all" if args.all else None)
+    except DeviceSelectionError as error:
+        print(f"ecomeasure.info: {error}", file=sys.stderr)
+        return 2
     except NVMLUnavailableError as error:
         print(f"ecomeasure: no usable NVML: {error}", file=sys.stderr)
         return 1
@@ -54,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"driver {report['driver_version']}")
+    print("reads " + ("every GPU (--all)" if args.all else "the GPUs this process was given") + ":")
+    for reason in report["device_selection"]:
+        print(f"  {reason}")
     for device in report["devices"]:
         print(f"GPU {device['index']}: {device['name']}  {device['uuid']}  ({device['architecture']})")
         for source in TRACES:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _native
+from .cpu import CpuEnergy, CpuSampler, CpuTraces, cpu_sampler
+from .devices import DeviceSelection, select_devices
 from .units import NS_PER_S as _NS
 
 SOURCES: tuple[str, ...] = tuple(_native.SOURCES)
@@ -133,6 +136,8 @@ class Measurement:
     start_s: float
     end_s: float
     devices: Mapping[int, DeviceEnergy]
+    cpu: CpuEnergy | None = None
+    """The CPU's energy per RAPL zone, for a meter made with ``cpu=``; not in ``energy_j``."""
 
     @property
     def duration_s(self) -> float:
@@ -177,6 +182,7 @@ class Measurement:
         out["devices"] = {str(k): v for k, v in out["devices"].items()}
         out.update(duration_s=self.duration_s, energy_j=self.energy_j, method=self.method,
                    gpu_busy_share=self.gpu_busy_share)
+        out["cpu"] = self.cpu.to_dict() if self.cpu is not None else None
         return out
 
 
@@ -193,6 +199,97 @@ def _measurement(name: str, t0_ns: int, t1_ns: int,
                                       raw["calibration"], raw["complete"], sources,
                                       raw["gpu_busy_share"])
     return Measurement(name, t0_ns / _NS, t1_ns / _NS, devices)
+
+
+class _PendingDeviceEnergy(DeviceEnergy):
+    """A window's DeviceEnergy whose ``gpu_busy_share`` waits, when first read, for the
+    utilization samples past the window's end (~200 ms periods); its energy does not."""
+
+    @property
+    def gpu_busy_share(self) -> float:
+        return float(self.__dict__["_result"].busy_share(self.device))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DeviceEnergy, tuple(getattr(self, f.name) for f in fields(DeviceEnergy))
+
+
+class _PendingMeasurement(Measurement):
+    """A window's Measurement computed when first read: reading any figure waits for the GPU
+    to pass the window's marks and for the energy sources to hold readings past its end."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Called only for attributes not set yet: the fields, until the first read fills them.
+        result = self.__dict__.get("_result")
+        if result is None or attribute not in Measurement.__dataclass_fields__:
+            raise AttributeError(attribute)
+        result.fill(self)
+        return object.__getattribute__(self, attribute)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Measurement, tuple(getattr(self, f.name) for f in fields(Measurement))
+
+
+class _FilledOnRead:
+    """A field with a default (e.g. ``cpu``) is a class attribute of Measurement, so
+    __getattr__ never sees it: this non-data descriptor fills the pending measurement first."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        obj.__dict__["_result"].fill(obj)
+        return obj.__dict__[self.name]
+
+
+for _field in fields(Measurement):
+    if _field.name not in _PendingMeasurement.__dict__ and hasattr(Measurement, _field.name):
+        _descriptor = _FilledOnRead()
+        setattr(_PendingMeasurement, _field.name, _descriptor)
+        _descriptor.__set_name__(_PendingMeasurement, _field.name)
+
+
+class _WindowResult:
+    """Computes a closed window's figures once, on whichever thread reads them first."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self._lock = threading.RLock()
+        self._filled = False
+        self._busy: dict[int, float] | None = None
+
+    def fill(self, target: _PendingMeasurement) -> None:
+        with self._lock:
+            if self._filled:
+                return
+            meter = self.window.meter
+            t0_ns, t1_ns = self.window.edges_ns()
+            meter._wait_for_data(t1_ns, DEFAULT_WAIT_S, utilization=False)
+            plain = meter._measurement_now(self.window.name, t0_ns, t1_ns)
+            for f in fields(Measurement):
+                if f.name != "devices":
+                    object.__setattr__(target, f.name, getattr(plain, f.name))
+            devices = {}
+            for index, d in plain.devices.items():
+                pending = object.__new__(_PendingDeviceEnergy)
+                for f in fields(DeviceEnergy):
+                    if f.name != "gpu_busy_share":
+                        object.__setattr__(pending, f.name, getattr(d, f.name))
+                pending.__dict__["_result"] = self
+                devices[index] = pending
+            object.__setattr__(target, "devices", devices)
+            self._filled = True
+
+    def busy_share(self, device: int) -> float:
+        with self._lock:
+            if self._busy is None:
+                meter = self.window.meter
+                t0_ns, t1_ns = self.window.edges_ns()
+                meter._wait_for_data(t1_ns, DEFAULT_WAIT_S, utilization=True)
+                self._busy = {d.index: meter._sampler.energy(k, t0_ns, t1_ns)["gpu_busy_share"]
+                              for k, d in enumerate(meter.devices)}
+            return float(self._busy[device])
 
 
 class Mark:
@@ -237,7 +334,11 @@ class Mark:
 
 
 class Window:
-    """A named interval between two marks. Use as a context manager, or begin/end."""
+    """A named interval between two marks. Use as a context manager, or begin/end.
+
+    Closing a window costs only its end mark: ``measurement`` is a Measurement whose figures
+    are computed when first read (see docs/meter-windows.md); ``ready`` says, without
+    blocking, whether reading them would return at once."""
 
     def __init__(self, meter: Meter, name: str, stream: Any = None) -> None:
         self.meter, self.name, self.stream = meter, name, stream
@@ -250,6 +351,10 @@ class Window:
         if self.end_mark is not None:
             raise RuntimeError(f"window {self.name!r} is already closed")
         self.end_mark = Mark(self.stream if stream is ... else stream)
+        # Wake the sampler now rather than at its next period, so the readings past the end
+        # are there sooner; a stream mark's time is not known yet, so ask for now at least.
+        t_ns = _native.mark_time_ns(self.end_mark._id)
+        self.meter._request(t_ns if t_ns >= 0 else time.monotonic_ns(), None if t_ns >= 0 else self.end_mark)
         return self
 
     def __enter__(self) -> Window:
@@ -261,14 +366,27 @@ class Window:
 
     @property
     def measurement(self) -> Measurement:
-        """The window's energy; waits for the GPU to pass the end mark and for the
-        sampler to hold readings past it."""
+        """The window's energy, returned at once: its figures are computed when first read,
+        which waits for the GPU to pass the marks and for the energy sources (not the
+        utilization samples: ``gpu_busy_share`` waits for those when read) past the end."""
         if self.end_mark is None:
             raise RuntimeError(f"window {self.name!r} is still open")
         if self._measurement is None:
-            t0_ns, t1_ns = self.edges_ns()
-            self._measurement = self.meter.measure_ns(t0_ns, t1_ns, self.name)
+            pending = object.__new__(_PendingMeasurement)
+            object.__setattr__(pending, "name", self.name)
+            pending.__dict__["_result"] = _WindowResult(self)
+            self._measurement = pending
         return self._measurement
+
+    @property
+    def ready(self) -> bool:
+        """Whether the window's energy can be read without waiting (never blocks)."""
+        if self.end_mark is None or not (self.begin.reached and self.end_mark.reached):
+            return False
+        if self._measurement is not None and "devices" in self._measurement.__dict__:
+            return True
+        end_ns = _native.mark_time_ns(self.end_mark._id)
+        return not self.meter.running or self.meter._sampler.has_data(end_ns, False)
 
     def edges_ns(self, timeout_s: float = 60.0) -> tuple[int, int]:
         """The window's begin and end on the meter's clock (monotonic ns); see Mark.span_ns."""
@@ -280,7 +398,9 @@ class Window:
 class Meter:
     """Measures GPU energy with a native sampler thread that reads every NVML source.
 
-    devices: NVML indices to read (default: all GPUs). The thread polls instant and average
+    devices: the GPUs to read: by default those this process was given (CUDA_VISIBLE_DEVICES,
+    every GPU when it is unset), ``"all"``, or a list of NVML indices; ``selection`` says
+    which and why, and a device that cannot be read raises DeviceSelectionError. The thread polls instant and average
     power every ``poll_interval_s``, drains the driver's sample buffer every
     ``drain_interval_s`` (its ring holds ~2.4 s on Hopper) and reads the energy counter
     every ``counter_interval_s`` (a read costs ~4 ms of CPU); a window that ends asks for
@@ -304,23 +424,34 @@ class Meter:
     ...     print(w.measurement.energy_j, w.measurement.method)
     """
 
-    def __init__(self, devices: Iterable[int] | None = None, *, poll_interval_s: float = 0.01,
+    def __init__(self, devices: Iterable[int] | str | None = None, *, poll_interval_s: float = 0.01,
                  drain_interval_s: float = 0.2, counter_interval_s: float = 1.0,
                  keepalive_s: float = 0.1, gap_threshold_s: float = 0.25,
                  calibration_min_span_s: float = 30.0, counter_lag_s: float = 0.05,
                  calibration_reach_s: float = 60.0, trace_keep_s: float = 4 * 3600.0,
                  nvml_library: str | os.PathLike[str] | None = None,
-                 start: bool = True) -> None:
+                 start: bool = True, cpu: bool | str | CpuSampler = False) -> None:
         for label, value in [("poll_interval_s", poll_interval_s), ("drain_interval_s", drain_interval_s),
                              ("counter_interval_s", counter_interval_s)]:
             if not value > 0:
                 raise ValueError(f"{label} must be positive, not {value}")
         self._pid = os.getpid()
-        self._sampler = _native.Sampler(
-            [int(d) for d in devices] if devices is not None else [],
-            int(poll_interval_s * _NS), int(drain_interval_s * _NS), int(counter_interval_s * _NS),
-            int(keepalive_s * _NS), int(gap_threshold_s * _NS), int(calibration_min_span_s * _NS),
-            int(counter_lag_s * _NS), int(calibration_reach_s * _NS), int(trace_keep_s * _NS), os.fspath(nvml_library) if nvml_library is not None else "")
+        library = os.fspath(nvml_library) if nvml_library is not None else ""
+        self.selection: DeviceSelection = select_devices(devices, nvml_library=library)
+        """Which GPUs this meter reads, and why (see ecomeasure.devices)."""
+        options = _native.SamplerOptions()
+        options.devices = list(self.selection.indices)
+        options.poll_interval_ns = int(poll_interval_s * _NS)
+        options.drain_interval_ns = int(drain_interval_s * _NS)
+        options.counter_interval_ns = int(counter_interval_s * _NS)
+        options.keepalive_ns = int(keepalive_s * _NS)
+        options.gap_threshold_ns = int(gap_threshold_s * _NS)
+        options.calibration_min_span_ns = int(calibration_min_span_s * _NS)
+        options.counter_lag_ns = int(counter_lag_s * _NS)
+        options.calibration_reach_ns = int(calibration_reach_s * _NS)
+        options.trace_keep_ns = int(trace_keep_s * _NS)
+        options.nvml_library = library
+        self._sampler = _native.Sampler(options)
         self._calibration_min_span_ns = int(calibration_min_span_s * _NS)
         self.settings: dict[str, float] = {
             "poll_interval_s": poll_interval_s, "drain_interval_s": drain_interval_s,
@@ -336,9 +467,16 @@ class Meter:
         self.driver_version: str = self._sampler.driver_version
         self._position = {d.index: k for k, d in enumerate(self.devices)}
         self._open: dict[str, Window] = {}
+        self._latest_end_ns = -1  # the latest end of a closed window (see stop)
+        self._pending_ends: list[Mark] = []  # closed windows' end marks the GPU has not reached
         # Stops the thread when the meter is dropped or at interpreter exit; holds the
         # native object, not self, so it does not keep the meter alive.
         self._finalizer = weakref.finalize(self, self._sampler.close)
+        # CPU energy (ecomeasure.cpu): RAPL read on its own thread, measured by the same windows.
+        self.cpu: CpuSampler | None = cpu_sampler(cpu)
+        """The CPU sampler (``cpu=True``, ``"auto"`` or a CpuSampler; see ecomeasure.cpu), or None."""
+        if self.cpu is not None:
+            weakref.finalize(self, self.cpu.stop)
         if start:
             self.start()
 
@@ -351,17 +489,59 @@ class Meter:
     def start(self) -> Meter:
         self._check_process()
         self._sampler.start()
+        if self.cpu is not None:
+            self.cpu.start()
         return self
 
+    def _request(self, end_ns: int, pending: Mark | None) -> None:
+        """Asks the sampler for readings past a window's end now, without waiting; ``pending``:
+        the end mark when the GPU has not reached it yet (its time is known later)."""
+        self._latest_end_ns = max(self._latest_end_ns, end_ns)
+        if pending is not None:
+            self._pending_ends.append(pending)
+            if len(self._pending_ends) > 64:
+                self._take_reached_ends()
+        self._sampler.request(end_ns)
+
+    def _take_reached_ends(self, timeout_s: float = 0.0) -> None:
+        """Moves the end marks the GPU has reached into _latest_end_ns; with a timeout, waits
+        for them (all of them within it) and lets go of those never reached."""
+        waiting = []
+        deadline_ns = time.monotonic_ns() + int(timeout_s * _NS)
+        for mark in self._pending_ends:
+            t_ns = _native.mark_wait(mark._id, max(0, deadline_ns - time.monotonic_ns())) if timeout_s else \
+                _native.mark_time_ns(mark._id)
+            if t_ns >= 0:
+                self._latest_end_ns = max(self._latest_end_ns, t_ns)
+            elif not timeout_s:
+                waiting.append(mark)
+        self._pending_ends = waiting
+
+    def _settle(self) -> None:
+        # Windows closed before a stop are read later: let the sampler first hold every
+        # trace (utilization too) past the latest of their ends.
+        if not self.running:
+            return
+        self._take_reached_ends(DEFAULT_WAIT_S)
+        if self._latest_end_ns >= 0:
+            self._sampler.wait_for_data(self._latest_end_ns, int(DEFAULT_WAIT_S * _NS), True)
+
     def stop(self) -> None:
-        """Stops the sampler thread; idempotent. Traces stay readable; start() resumes."""
+        """Stops the sampler thread; idempotent. Traces stay readable; start() resumes.
+        Waits first (up to DEFAULT_WAIT_S) for readings past the end of every closed window."""
         if os.getpid() == self._pid:
+            self._settle()
             self._sampler.stop()
+            if self.cpu is not None:
+                self.cpu.stop()
 
     def close(self) -> None:
         """Stops the thread and lets go of NVML; traces and measurements stay readable."""
         if os.getpid() == self._pid:
+            self._settle()
             self._sampler.close()
+            if self.cpu is not None:
+                self.cpu.stop()
 
     @property
     def running(self) -> bool:
@@ -388,7 +568,8 @@ class Meter:
         return window
 
     def end_window(self, name: str, stream: Any = ...) -> Measurement:
-        """Ends the named window and returns its Measurement (waits for the data)."""
+        """Ends the named window and returns its Measurement at once; its figures are computed
+        when first read (see Window.measurement), so ending costs only the end mark."""
         try:
             window = self._open.pop(name)
         except KeyError:
@@ -409,11 +590,20 @@ class Meter:
         if end_ns < start_ns:
             raise ValueError("a window cannot end before it begins")
         self._check_process()
+        self._wait_for_data(end_ns, wait_s, utilization=True)
+        return self._measurement_now(name, start_ns, end_ns)
+
+    def _wait_for_data(self, end_ns: int, wait_s: float, utilization: bool) -> None:
         if self.running and end_ns <= time.monotonic_ns() + int(wait_s * _NS):
-            self._sampler.wait_for_data(end_ns, int(wait_s * _NS))
-        return _measurement(name, start_ns, end_ns,
-                            ((d.index, self._sampler.energy(k, start_ns, end_ns))
-                             for k, d in enumerate(self.devices)))
+            self._sampler.wait_for_data(end_ns, int(wait_s * _NS), utilization)
+
+    def _measurement_now(self, name: str, start_ns: int, end_ns: int) -> Measurement:
+        measurement = _measurement(name, start_ns, end_ns,
+                                   ((d.index, self._sampler.energy(k, start_ns, end_ns))
+                                    for k, d in enumerate(self.devices)))
+        if self.cpu is not None:
+            measurement = replace(measurement, cpu=self.cpu.energy_ns(start_ns, end_ns))
+        return measurement
 
     # traces and state ------------------------------------------------------------------
     def _device_position(self, device: int | None) -> int:
@@ -448,13 +638,17 @@ class Meter:
     def report(self) -> dict[str, Any]:
         """What the meter is and what it saw, for results files."""
         return {
+            # Places the monotonic traces on the wall clock (torch.profiler's): docs/timeline.md.
+            "realtime_minus_monotonic_ns": time.time_ns() - time.monotonic_ns(),
             "driver_version": self.driver_version,
             "devices": [asdict(d) for d in self.devices],
+            "device_selection": list(self.selection.reasons),
             "capabilities": {str(k): v for k, v in self.capabilities().items()},
             "stats": self.stats(),
             "settings": self.settings,
             "calibration_min_span_ns": self._calibration_min_span_ns,
             "calibration_reach_ns": int(self.settings["calibration_reach_s"] * _NS),
+            **({"cpu": self.cpu.report()} if self.cpu is not None else {}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -466,6 +660,8 @@ class Meter:
                 t_ns, value = self._sampler.trace(k, i)
                 arrays[f"{d.index}/{s}/t_ns"] = t_ns
                 arrays[f"{d.index}/{s}/value"] = value
+        if self.cpu is not None:
+            arrays.update(self.cpu.snapshot().arrays())
         arrays["report"] = np.array(json.dumps(self.report()))
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
@@ -482,6 +678,9 @@ class SavedTraces:
             self._arrays = {k: data[k] for k in data.files if k != "report"}
         self.devices = [DeviceInfo(**d) for d in self.report["devices"]]
         self._sets: dict[int, Any] = {}  # device index -> _native.TraceSet, made on first use
+        self.cpu: CpuTraces | None = CpuTraces.from_arrays(
+            self._arrays, tuple(self.report.get("cpu", {}).get("problems", ())))
+        """The CPU's RAPL traces where the meter read them (``Meter(cpu=...)``), else None."""
 
     def _trace_set(self, d: DeviceInfo) -> Any:
         if d.index not in self._sets:
@@ -509,8 +708,9 @@ class SavedTraces:
         # Files from before the bounded calibration span get the default reach.
         reach = {"calibration_reach_ns": self.report["calibration_reach_ns"]} \
             if "calibration_reach_ns" in self.report else {}
-        return _measurement(name, t0, t1, ((d.index, self._trace_set(d).energy(t0, t1, span_ns, **reach))
-                                           for d in self.devices))
+        measurement = _measurement(name, t0, t1, ((d.index, self._trace_set(d).energy(t0, t1, span_ns, **reach))
+                                                  for d in self.devices))
+        return measurement if self.cpu is None else replace(measurement, cpu=self.cpu.energy_ns(t0, t1))
 
 
 def load_traces(path: str | os.PathLike[str]) -> SavedTraces:

@@ -25,9 +25,11 @@ def fake_cuda_lib(tmp_path_factory):
 @contextlib.contextmanager
 def patched_environ(env: Mapping[str, str]) -> Iterator[None]:
     """os.environ with `env` applied and any other FAKE_NVML_* removed; restored after.
-    The fake reads its variables at nvmlInit, so this must wrap creating the meter."""
+    The fake reads its variables at nvmlInit, so this must wrap creating the meter.
+    CUDA_VISIBLE_DEVICES is removed too (unless `env` sets it), so that which GPUs a meter
+    reads never depends on the host that runs the tests."""
     saved = dict(os.environ)
-    for key in [k for k in os.environ if k.startswith("FAKE_NVML_")]:
+    for key in [k for k in os.environ if k.startswith("FAKE_NVML_") or k == "CUDA_VISIBLE_DEVICES"]:
         del os.environ[key]
     os.environ.update(env)
     try:

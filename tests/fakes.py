@@ -29,12 +29,16 @@ re-read after the last nvmlShutdown):
                               profile; shared by all devices. Default: 0 % throughout.
   FAKE_NVML_UTILIZATION_PERIOD_S
                               utilization sample tick V (default 1/6 s).
+  FAKE_NVML_MIG               "MIG-<uuid>=<parent index>,...": MIG instances NVML knows, found by
+                              nvmlDeviceGetHandleByUUID, whose parent GPU is that device.
   FAKE_NVML_INIT_FAIL=1       nvmlInit* returns 9 (DRIVER_NOT_LOADED).
   FAKE_NVML_DISABLE           comma list of samples,instant,average,counter,utilization -> 3
                               (NOT_SUPPORTED).
   FAKE_NVML_FAIL              comma list of source:start_s:end_s -> 999 (UNKNOWN) for calls made
                               at t in [start, end); the sample ring keeps filling meanwhile.
   A malformed variable makes nvmlInit return 999 and print the reason on stderr.
+
+Device i's UUID is fake_uuid(i) ("GPU-<i as 8 hex digits>-fa4e-4000-8000-00000000fa4e").
 
 What each source reports, with tick = latest update tick k*U <= t (see Profile.nvml_*):
   instant  (field 186)                        round(P(tick) * 1000) mW
@@ -93,6 +97,11 @@ def build_fake_nvml(out_dir) -> Path:
             os.unlink(tmp)
     stamp.write_text(key)
     return lib
+
+
+def fake_uuid(index: int) -> str:
+    """The UUID the fake NVML gives device ``index`` (hex, as NVML prints real ones)."""
+    return f"GPU-{index:08x}-fa4e-4000-8000-00000000fa4e"
 
 
 def build_fake_cuda(out_dir) -> Path:
@@ -323,7 +332,9 @@ def fake_env(lib_dir, profile: Profile | None, t0_ns: int | None, *, disable: It
 
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """os.environ without any inherited FAKE_NVML_* variable, updated with extra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_NVML_")}
+    """os.environ without any inherited FAKE_NVML_* variable or CUDA_VISIBLE_DEVICES (so the
+    GPUs a meter picks never depend on the host), updated with extra."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FAKE_NVML_") and k != "CUDA_VISIBLE_DEVICES"}
     env.update(extra or {})
     return env

@@ -64,7 +64,7 @@ def test_one_row_per_configuration(run):
     for r in run.rows:
         assert r["status"] == "ok" and r["error"] == ""
         assert r["weights"] == "random" and r["device"] == "cpu"
-        assert r["gpu_name"] == "Fake H200 (scripted)" and r["gpu_uuid"] == "GPU-fake-0000-0000"
+        assert r["gpu_name"] == "Fake H200 (scripted)" and r["gpu_uuid"] == "GPU-00000000-fa4e-4000-8000-00000000fa4e"
         assert r["driver"] == "999.0-fake"
         assert f(r["params_b"]) == pytest.approx(139_584 / 1e9)
         assert (r["new_tokens"], r["iterations"]) == ("8", "2")

@@ -188,7 +188,7 @@ def test_identity_and_strings(fake):
     assert L.nvmlSystemGetNVMLVersion(buf, 96) == 0
     h1 = fake.handle(1)
     assert L.nvmlDeviceGetName(h1, buf, 96) == 0 and buf.value == b"Fake H200 (scripted)"
-    assert L.nvmlDeviceGetUUID(h1, buf, 96) == 0 and buf.value == b"GPU-fake-0000-0001"
+    assert L.nvmlDeviceGetUUID(h1, buf, 96) == 0 and buf.value == b"GPU-00000001-fa4e-4000-8000-00000000fa4e"
     assert L.nvmlDeviceGetName(h1, buf, 5) == 7  # INSUFFICIENT_SIZE
     u = ctypes.c_uint()
     assert L.nvmlDeviceGetArchitecture(h1, ctypes.byref(u)) == 0 and u.value == 9
@@ -489,7 +489,7 @@ def test_pynvml_loads_the_fake(lib_path):
         if (out["a"] - t0) // U_NS == (out["b"] - t0) // U_NS:
             break
     tick = tick_time_s(out["a"], t0, 0.1)
-    assert out["name"] == "Fake H200 (scripted)" and out["uuid"] == "GPU-fake-0000-0000"
+    assert out["name"] == "Fake H200 (scripted)" and out["uuid"] == "GPU-00000000-fa4e-4000-8000-00000000fa4e"
     assert (out["arch"], out["driver"], out["count"]) == (9, "999.0-fake", 1)
     assert out["power"] == p.nvml_average_mw(tick) and out["energy"] == p.nvml_counter_mj(tick)
     assert out["power"] == 560_000

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ecomeasure
-from ecomeasure import Meter, NVMLUnavailableError, load_traces
+from ecomeasure import DeviceSelectionError, Meter, NVMLUnavailableError, load_traces
 from conftest import SHIFT, patched_environ, record
 from fakes import Profile, clean_environ, fake_env, utilization_sample_pct
 
@@ -286,7 +286,7 @@ def test_start_stop_close_are_idempotent(fake_nvml_dir):
 
 def test_bad_arguments_get_clear_errors(fake_nvml_dir):
     with patched_environ(fake_env(fake_nvml_dir, None, None)):
-        with pytest.raises(NVMLUnavailableError, match="no GPU with NVML index 5"):
+        with pytest.raises(DeviceSelectionError, match="no GPU with NVML index 5"):
             Meter(devices=[5])
         with pytest.raises(ValueError, match="poll_interval_s must be positive"):
             Meter(poll_interval_s=0)
@@ -322,7 +322,7 @@ def test_info_lists_gpus_and_sources(fake_nvml_dir):
     info = [sys.executable, "-m", "ecomeasure.info", "--seconds", "0.6"]
     out = subprocess.run(info, env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    assert "GPU 0: Fake H200 (scripted)  GPU-fake-0000-0000  (Hopper)" in out.stdout
+    assert "GPU 0: Fake H200 (scripted)  GPU-00000000-fa4e-4000-8000-00000000fa4e  (Hopper)" in out.stdout
     for source in ecomeasure.meter.TRACES:
         assert f"  {source:11s} yes  updates every" in out.stdout
     report = json.loads(subprocess.run(info + ["--json"], env=env, capture_output=True, text=True,

@@ -152,10 +152,13 @@ class EcoMethod:
         self.meter.begin_window(f"w{self.n}", stream=self.stream)
 
     def end(self) -> Result:
+        # Closing costs only the end mark; the figures are computed when the result is read.
         m = self.meter.end_window(f"w{self.n}", stream=self.stream)
-        self.last_method = m.method
-        energy, length = m.energy_j, m.duration_s
-        return lambda: (energy, length)
+
+        def result() -> tuple[float, float]:
+            self.last_method = m.method
+            return m.energy_j, m.duration_s
+        return result
 
 
 class ZeusMonitorMethod:
@@ -427,7 +430,7 @@ def open_gpu(args: argparse.Namespace):
 
     try:
         backend = open_backend(args.backend, args.device)
-        probe = Meter(start=False)
+        probe = Meter(devices="all", start=False)
     except (RuntimeError, NVMLUnavailableError) as error:
         raise PeersError(str(error)) from error
     gpus = [d for d in probe.devices if backend.matches(d)]

@@ -71,7 +71,7 @@ def find_hardware(device: str) -> Hardware:
     devices, not NVML's). On the CPU, energy is measured on NVML device 0 if NVML loads."""
     library = os.environ.get("ECOMEASURE_NVML_LIBRARY") or None
     try:
-        probe = Meter(start=False)  # lists every GPU; its thread never starts
+        probe = Meter(devices="all", start=False)  # lists every GPU; its thread never starts
     except NVMLUnavailableError as exc:
         if device != "cpu":
             raise SetupError(f"NVML is not available, so energy cannot be measured: {exc}") from exc

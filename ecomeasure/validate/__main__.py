@@ -85,7 +85,7 @@ def _nvml_gpu(backend, cuda_index: int) -> DeviceInfo:
     """NVML's view of the CUDA device the workloads run on (CUDA_VISIBLE_DEVICES renumbers
     CUDA's devices, not NVML's)."""
     try:
-        probe = Meter(start=False)  # lists every GPU; its thread never starts
+        probe = Meter(devices="all", start=False)  # lists every GPU; its thread never starts
     except NVMLUnavailableError as error:
         raise SetupError(f"no usable NVML: {error}") from None
     gpus = [d for d in probe.devices if backend.matches(d)]

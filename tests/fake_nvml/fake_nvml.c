@@ -134,6 +134,7 @@ struct fake_device { unsigned index; const profile_t *prof; };
 typedef struct fake_device *nvmlDevice_t;
 #define MAX_DEVICES 64
 #define MAX_FAILS 32
+#define MAX_MIG 8
 
 static struct {
     pthread_mutex_t lock;
@@ -148,6 +149,7 @@ static struct {
     unsigned disabled;             /* bit per SRC_* */
     int nfail; struct { int src; double a, b; } fail[MAX_FAILS];
     struct fake_device dev[MAX_DEVICES];
+    int nmig; char mig_uuid[MAX_MIG][96]; struct fake_device mig[MAX_MIG]; /* mig[i].index = parent */
     profile_t *owned[MAX_DEVICES]; /* device i's own profile, NULL when it shares device 0's */
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -278,6 +280,20 @@ static int load_config(void) {
             g.fail[g.nfail].src = src; g.fail[g.nfail].a = fa; g.fail[g.nfail].b = fb; g.nfail++;
             p = *end ? end + 1 : end;
         }
+    g.nmig = 0;
+    if ((v = getenv("FAKE_NVML_MIG")))                 /* "MIG-<uuid>=<parent index>,..." */
+        for (const char *p = v; *p;) {
+            size_t n = strcspn(p, "="); char *end;
+            if (p[n] != '=' || n == 0 || n >= sizeof g.mig_uuid[0] || g.nmig == MAX_MIG)
+                return cfg_error("FAKE_NVML_MIG", v);
+            memcpy(g.mig_uuid[g.nmig], p, n); g.mig_uuid[g.nmig][n] = '\0';
+            p += n + 1;
+            long parent = strtol(p, &end, 10);
+            if (end == p || (*end && *end != ',') || parent < 0 || parent >= (long)g.ndev)
+                return cfg_error("FAKE_NVML_MIG", v);
+            g.mig[g.nmig].index = (unsigned)parent; g.mig[g.nmig].prof = NULL; g.nmig++;
+            p = *end ? end + 1 : end;
+        }
     for (unsigned i = 0; i < g.ndev; i++) {
         int none;
         g.owned[i] = load_profile(i, &none);
@@ -358,8 +374,23 @@ EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t d, unsigned *i) {
 EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *b, unsigned len) {
     REQUIRE_DEV(d); return put_str(b, len, "Fake H200 (scripted)");
 }
+/* Device i's UUID, in NVML's form (hex, so the fake CUDA driver can hand back the same bytes). */
+static void uuid_of(unsigned i, char *u, size_t n) { snprintf(u, n, "GPU-%08x-fa4e-4000-8000-00000000fa4e", i); }
 EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *b, unsigned len) {
-    REQUIRE_DEV(d); char u[32]; snprintf(u, sizeof u, "GPU-fake-0000-%04u", d->index); return put_str(b, len, u);
+    REQUIRE_DEV(d); char u[64]; uuid_of(d->index, u, sizeof u); return put_str(b, len, u);
+}
+/* GPUs by their UUID, and the MIG instances of FAKE_NVML_MIG (whose handles serve only to find
+ * their parent). */
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d) {
+    REQUIRE_INIT(); if (!uuid || !d) return E_INVALID;
+    char u[64];
+    for (unsigned i = 0; i < g.ndev; i++) { uuid_of(i, u, sizeof u); if (!strcmp(u, uuid)) { *d = &g.dev[i]; return OK; } }
+    for (int i = 0; i < g.nmig; i++) if (!strcmp(g.mig_uuid[i], uuid)) { *d = &g.mig[i]; return OK; }
+    return E_NOT_FOUND;
+}
+EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t mig, nvmlDevice_t *d) {
+    REQUIRE_INIT(); if (!d || mig < g.mig || mig >= g.mig + g.nmig) return E_INVALID;
+    *d = &g.dev[mig->index]; return OK;
 }
 EXPORT nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t d, unsigned *arch) {
     REQUIRE_DEV(d); if (!arch) return E_INVALID; *arch = 9; /* NVML_DEVICE_ARCH_HOPPER */ return OK;
