@@ -57,8 +57,7 @@ import numpy as np
 
 from . import _native
 from .meter import Mark
-
-_NS = 1_000_000_000
+from .units import NAN, NS_PER_S
 
 # The trace that each headline method integrates, and whether it is cumulative (J) or power (W).
 _METHOD_TRACE = {"calibrated": ("samples", False), "samples": ("samples", False),
@@ -77,7 +76,7 @@ class RequestWindow:
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
 
 @dataclass(frozen=True)
@@ -110,13 +109,13 @@ class Attribution:
     method: str
     windows: tuple[RequestWindow, ...] = ()
     steps: int = 0
-    headline_j: float = float("nan")
-    calibration: float = float("nan")
+    headline_j: float = NAN
+    calibration: float = NAN
     devices: Mapping[int, Attribution] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
     @property
     def attributed_j(self) -> float:
@@ -320,12 +319,11 @@ def attribute(meter: Any, windows: Iterable[RequestWindow | tuple[Hashable, int,
     if hasattr(meter, "measure_ns"):
         measurement = meter.measure_ns(start_ns, end_ns, "attribution")
     else:
-        measurement = meter.measure(start_ns / _NS, end_ns / _NS, "attribution")
+        measurement = meter.measure(start_ns / NS_PER_S, end_ns / NS_PER_S, "attribution")
     per_device: dict[int, Attribution] = {}
     for index, device in measurement.devices.items():
         if device.method not in _METHOD_TRACE:
-            nan = float("nan")
-            per_device[index] = Attribution({w.request_id: nan for w in windows}, nan, nan, nan,
+            per_device[index] = Attribution({w.request_id: NAN for w in windows}, NAN, NAN, NAN,
                                             start_ns, end_ns, device.method, windows, len(steps), device.energy_j)
             continue
         trace, cumulative = _METHOD_TRACE[device.method]
@@ -345,7 +343,7 @@ def attribute(meter: Any, windows: Iterable[RequestWindow | tuple[Hashable, int,
         {rid: total(d.energy_j[rid] for d in parts) for rid in dict.fromkeys(w.request_id for w in windows)},
         total(d.union_j for d in parts), total(d.not_attributed_j for d in parts), total(d.total_j for d in parts),
         start_ns, end_ns, methods.pop() if len(methods) == 1 else "mixed", windows, len(steps),
-        measurement.energy_j, calibrations.pop() if len(calibrations) == 1 else float("nan"), per_device)
+        measurement.energy_j, calibrations.pop() if len(calibrations) == 1 else NAN, per_device)
 
 
 def _scaled(energy_between: Callable[[int, int], float], scale: float) -> Callable[[int, int], float]:

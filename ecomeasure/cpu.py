@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from .units import NAN, NS_PER_S
+
 POWERCAP_ROOT_ENV = "ECOMEASURE_POWERCAP_ROOT"
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
-_NS = 1_000_000_000
 
 # The MSR interface's zones first: intel-rapl-mmio:0 is the same package as intel-rapl:0, read
 # another way, and is kept only where the MSR one is missing.
@@ -184,7 +185,7 @@ class CpuEnergy:
 
     @property
     def power_w(self) -> float:
-        return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
+        return self.energy_j / self.duration_s if self.duration_s > 0 else NAN
 
     def to_dict(self) -> dict[str, Any]:
         return {"zones": dict(self.zones), "energy_j": self.energy_j, "power_w": self.power_w,
@@ -219,13 +220,13 @@ class CpuTraces:
         complete = True
         for label, (t_ns, energy_uj) in self._traces.items():
             if len(t_ns) == 0:
-                zones[label] = float("nan")
+                zones[label] = NAN
                 complete = False
                 continue
             e0, e1 = _cumulative_j(t_ns, energy_uj, np.array([start_ns, end_ns]))
             zones[label] = float(e1 - e0)
             complete = complete and bool(t_ns[0] <= start_ns and t_ns[-1] >= end_ns)
-        return CpuEnergy(zones, (end_ns - start_ns) / _NS, complete and bool(zones), self.problems)
+        return CpuEnergy(zones, (end_ns - start_ns) / NS_PER_S, complete and bool(zones), self.problems)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The traces as ``cpu/<zone>/t_ns`` and ``cpu/<zone>/energy_uj`` arrays (Meter.save)."""
@@ -327,7 +328,7 @@ class CpuSampler:
         with self._lock:
             for trace in self._traces:
                 trace.read()
-                trace.trim(int(self.keep_s * _NS))
+                trace.trim(int(self.keep_s * NS_PER_S))
 
     @staticmethod
     def _run(ref: weakref.ReferenceType[CpuSampler], stop: threading.Event, interval_s: float) -> None:

@@ -43,8 +43,9 @@ from typing import Any
 
 import numpy as np
 
-_NS = 1_000_000_000
-KINETO_BASE_STEP_NS = 7_889_238 * _NS
+from .units import NS_PER_S
+
+KINETO_BASE_STEP_NS = 7_889_238 * NS_PER_S
 """Kineto floors its ``baseTimeNanoseconds`` to multiples of 3 months (7,889,238 s)."""
 POWER_SOURCES = ("samples", "instant", "average", "counter")
 # Process ids of the tracks: above Linux's largest pid (2^22) and torch.profiler's device
@@ -128,7 +129,7 @@ def load_saved(path: Path) -> Saved:
     return Saved(path, report, gpus, traces, cpu)
 
 
-COUNTER_MIN_INTERVAL_NS = _NS // 2
+COUNTER_MIN_INTERVAL_NS = NS_PER_S // 2
 """The GPU's energy counter moves every ~100 ms and a reading may be that stale: its power is
 drawn over readings at least this far apart (the extra readings taken as windows end come
 milliseconds after the one before, and between them the counter's power is noise)."""
@@ -146,7 +147,7 @@ def power_of_cumulative(t_ns: np.ndarray, energy_j: np.ndarray,
     t, e = t_ns[kept], energy_j[kept]
     if len(t) < 2:
         return t[:0], e[:0]
-    return t[:-1], np.diff(e) / (np.diff(t) / _NS)
+    return t[:-1], np.diff(e) / (np.diff(t) / NS_PER_S)
 
 
 # windows ----------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def read_windows(path: Path) -> tuple[list[Window], list[Mark]]:
                 if "start_ns" in row:
                     a, b = int(row["start_ns"]), int(row["end_ns"])
                 else:
-                    a, b = round(float(row["start_s"]) * _NS), round(float(row["end_s"]) * _NS)
+                    a, b = round(float(row["start_s"]) * NS_PER_S), round(float(row["end_s"]) * NS_PER_S)
                 windows.append(Window(row.get("name") or f"window {k}", a, b))
             except (KeyError, TypeError, ValueError):
                 raise ExportError(f"{path}: row {k + 2} lacks name and start_ns,end_ns (or start_s,end_s)") from None
@@ -221,8 +222,8 @@ def bench_windows(saved: Saved) -> tuple[list[Window], list[Mark]]:
             if tuple(row.get(k, "") for k in key_fields) not in keys:
                 continue
             try:
-                a, b = round(float(row["start_s"]) * _NS), round(float(row["end_s"]) * _NS)
-                first = a + round(float(row["prefill_s"]) * _NS)
+                a, b = round(float(row["start_s"]) * NS_PER_S), round(float(row["end_s"]) * NS_PER_S)
+                first = a + round(float(row["prefill_s"]) * NS_PER_S)
             except (KeyError, ValueError):
                 continue
             if not (lo <= a and b <= hi):  # another run of the same configuration
@@ -242,7 +243,7 @@ def with_energy(saved: Saved, windows: list[Window]) -> list[Window]:
         return windows
     traces = load_traces(saved.path)
     for w in windows:
-        m = traces.measure(w.start_ns / _NS, w.end_ns / _NS, w.name)
+        m = traces.measure(w.start_ns / NS_PER_S, w.end_ns / NS_PER_S, w.name)
         w.args.update(energy_j=round(m.energy_j, 6) if math.isfinite(m.energy_j) else None, method=m.method)
     return windows
 
@@ -400,16 +401,16 @@ def plot(saved: Saved, windows: Sequence[Window], out: Path, *, sources: Sequenc
                                          for o in windows)] if len(windows) <= 400 else list(windows)
     for ax, (label, lines) in zip(axes[:, 0], panels):
         for k, w in enumerate(top):
-            ax.axvspan((w.start_ns - t0) / _NS, (w.end_ns - t0) / _NS, color=f"C{k % 10}", alpha=0.12, lw=0)
+            ax.axvspan((w.start_ns - t0) / NS_PER_S, (w.end_ns - t0) / NS_PER_S, color=f"C{k % 10}", alpha=0.12, lw=0)
         for source, t_ns, values in lines:
-            ax.step((t_ns - t0) / _NS, values, where="post", lw=0.9, label=source)
+            ax.step((t_ns - t0) / NS_PER_S, values, where="post", lw=0.9, label=source)
         ax.set_ylabel("power (W)")
         ax.set_title(label, fontsize=10, loc="left")
         if lines:
             ax.legend(loc="upper right", fontsize=8)
     if len(top) <= 20:
         for k, w in enumerate(top):
-            axes[0, 0].annotate(w.name, ((w.start_ns - t0) / _NS, 1.0), xycoords=("data", "axes fraction"),
+            axes[0, 0].annotate(w.name, ((w.start_ns - t0) / NS_PER_S, 1.0), xycoords=("data", "axes fraction"),
                                 fontsize=7, rotation=90, va="top", color=f"C{k % 10}")
     axes[-1, 0].set_xlabel("seconds since the first reading")
     fig.suptitle(title or saved.path.name, fontsize=11)

@@ -21,6 +21,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .errors import summarize
 from .meter import Mark
 from .models import PROMPT, ModelSpec
 
@@ -290,18 +291,18 @@ class StaticDecoder:
             self._warm_up()
         except Exception as exc:  # noqa: BLE001 - the reason is recorded
             what = "compiling the step failed" if self.compiled else "warming up for capture failed"
-            raise GraphUnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from None
+            raise GraphUnavailableError(f"{what}: {summarize(exc)}") from None
         try:
             prefill_graph = _captured(self._prefill)
         except Exception as exc:  # noqa: BLE001 - the prefill's host work is then measured too
             prefill_graph = None
-            self.notes.append(f"prefill uncaptured: {type(exc).__name__}: {_short(exc)}")
+            self.notes.append(f"prefill uncaptured: {summarize(exc)}")
         try:
             with torch.inference_mode():
                 self._prefill()
             graph = _captured(self._step)
         except Exception as exc:  # noqa: BLE001 - any failure to capture is the reason recorded
-            raise GraphUnavailableError(f"capture failed: {type(exc).__name__}: {_short(exc)}") from None
+            raise GraphUnavailableError(f"capture failed: {summarize(exc)}") from None
         with torch.inference_mode():
             reference = uncaptured = self._decode_ids(steps)
             if prefill_graph is not None:
@@ -420,6 +421,3 @@ def _text_configs(config: Any) -> list[Any]:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return [text, *(getattr(text, "per_layer_config", None) or [])]
 
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]

@@ -20,6 +20,7 @@ import numpy as np
 from . import _native
 from .cpu import CpuEnergy, CpuSampler, CpuTraces, cpu_sampler
 from .devices import DeviceSelection, select_devices
+from .units import NS_PER_S as _NS
 
 SOURCES: tuple[str, ...] = tuple(_native.SOURCES)
 """NVML sources the meter reads, in order: driver sample buffer, instant power (field 186),
@@ -28,7 +29,6 @@ average power (nvmlDeviceGetPowerUsage), energy counter (nvmlDeviceGetTotalEnerg
 ARCHITECTURES = {2: "Kepler", 3: "Maxwell", 4: "Pascal", 5: "Volta", 6: "Turing", 7: "Ampere",
                  8: "Ada", 9: "Hopper", 10: "Blackwell"}
 
-_NS = 1_000_000_000
 DEFAULT_WAIT_S = 2.0
 
 

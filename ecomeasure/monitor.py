@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from .units import NS_PER_S
+
 PROG = "python -m ecomeasure.monitor"
 EXIT_BAD_INPUT = 2
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -42,7 +44,6 @@ FINAL_AFTER_S = 60.0
 """How old an interval must be before it is measured during the run: the meter's calibration
 reach, after which an interval's figure no longer changes. Measuring as the run goes keeps a
 command longer than the meter's trace memory (4 h) whole."""
-_NS = 1_000_000_000
 _WH = 3600.0
 
 
@@ -196,7 +197,7 @@ class Interval:
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
 
 @dataclass
@@ -285,7 +286,7 @@ class Run:
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
 
 def run_command(command: list[str], sources: Sources, interval_s: float,
@@ -310,9 +311,9 @@ def run_command(command: list[str], sources: Sources, interval_s: float,
             ended.set()
 
         threading.Thread(target=wait, name="ecomeasure-monitor-wait", daemon=True).start()
-        timeline = Timeline(sources, start_ns, int(round(interval_s * _NS)))
+        timeline = Timeline(sources, start_ns, int(round(interval_s * NS_PER_S)))
         while not ended.wait(min(interval_s, 1.0)):
-            timeline.measure_until(time.monotonic_ns() - int(final_after_s * _NS), whole_only=True)
+            timeline.measure_until(time.monotonic_ns() - int(final_after_s * NS_PER_S), whole_only=True)
         timeline.measured_while_running = len(timeline.rows)
         # Measure the end while the sampler still runs, so that it holds readings past it.
         timeline.measure_until(end_ns[0], whole_only=False)
@@ -344,7 +345,7 @@ def summarize(run: Run, sources: Sources, out: Path | None) -> dict[str, Any]:
         "signals_received": run.signals, "host": socket.gethostname(),
         "start_utc": datetime.datetime.fromtimestamp(run.start_unix_s, datetime.timezone.utc).isoformat(),
         "start_monotonic_ns": run.start_ns, "end_monotonic_ns": run.end_ns, "duration_s": run.duration_s,
-        "interval_s": run.timeline.interval_ns / _NS, "gpu": None, "gpu_problem": sources.gpu_problem,
+        "interval_s": run.timeline.interval_ns / NS_PER_S, "gpu": None, "gpu_problem": sources.gpu_problem,
         "cpu": None, "cpu_problems": list(sources.cpu_problems),
     }
     meter = sources.meter
@@ -392,7 +393,7 @@ def write_timeline(path: Path, run: Run) -> None:
                          *(f"cpu_{z}_power_w" for z in zones)])
         for r in rows:
             seconds = r.duration_s
-            writer.writerow([f"{(r.start_ns - run.start_ns) / _NS:.6f}", f"{(r.end_ns - run.start_ns) / _NS:.6f}",
+            writer.writerow([f"{(r.start_ns - run.start_ns) / NS_PER_S:.6f}", f"{(r.end_ns - run.start_ns) / NS_PER_S:.6f}",
                              *(repr(r.gpus[i][0] / seconds) for i in gpus),
                              *(repr(r.cpu_zones[z] / seconds) for z in zones)])
 

@@ -3,7 +3,8 @@
 A Python thread reads ``nvmlDeviceGetPowerUsage`` through nvidia-ml-py every 100 ms *while*
 the generation runs (the seed's script only polled after it had finished), stamps every
 reading with ``time.monotonic()``, and integrates by the trapezoid rule over any window
-(the seed multiplied mean power by time). See ``../shared/docs/seed-method.md``.
+(the seed multiplied mean power by time). The study: "Energy Efficiency of Quantized LLM
+Inference", Hongping Zhang, https://github.com/hongping-zh/ecocompute-ai.
 
 On Ampere and newer GPUs this call returns a ~1 s moving average, so the method lags short
 windows; that error is what the comparison with the native meter shows.
@@ -21,8 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _native
-
-_NS = 1_000_000_000
+from .units import NS_PER_S
 
 
 class ReferenceEnergy(NamedTuple):
@@ -149,13 +149,13 @@ class ReferenceMeter:
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         """(time s on ``time.monotonic()``, power W) of every reading so far."""
         t_ns, power_w = self.samples_ns()
-        return t_ns / _NS, power_w
+        return t_ns / NS_PER_S, power_w
 
     def wait_past(self, t_s: float, timeout_s: float | None = None) -> bool:
         """Waits until a reading later than ``t_s`` exists (at most ``timeout_s``, default
         three intervals); True if one does."""
         deadline = time.monotonic() + (3 * self.interval_s if timeout_s is None else timeout_s)
-        t_ns = int(round(t_s * _NS))
+        t_ns = int(round(t_s * NS_PER_S))
         while True:
             with self._lock:
                 if self._t_ns and self._t_ns[-1] > t_ns:
@@ -172,8 +172,8 @@ class ReferenceMeter:
         t_ns, power_w = self.samples_ns()
         if len(t_ns) == 0:
             return ReferenceEnergy(float("nan"), 0, False)
-        energy_j, inside, covered = _native.trapezoid(t_ns, power_w, int(round(t0_s * _NS)),
-                                                      int(round(t1_s * _NS)))
+        energy_j, inside, covered = _native.trapezoid(t_ns, power_w, int(round(t0_s * NS_PER_S)),
+                                                      int(round(t1_s * NS_PER_S)))
         return ReferenceEnergy(float(energy_j), int(inside), bool(covered))
 
     def power_w(self, t0_s: float, t1_s: float) -> float:
@@ -189,5 +189,5 @@ class ReferenceMeter:
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["time_s", "power_w"])
-            writer.writerows((f"{t / _NS:.9f}", f"{p:.3f}") for t, p in zip(t_ns.tolist(), power_w.tolist()))
+            writer.writerows((f"{t / NS_PER_S:.9f}", f"{p:.3f}") for t, p in zip(t_ns.tolist(), power_w.tolist()))
         return path

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import models, quant
+from .errors import summarize
 
 MARKER = "ecomeasure-random-weights.json"
 """Written last into a random-weight checkpoint: without it the directory is incomplete."""
@@ -89,7 +90,7 @@ def find_real_weights(model_id: str, allow_download: bool) -> tuple[Path | None,
     try:
         path = Path(snapshot_download(model_id, allow_patterns=_ALLOW, ignore_patterns=_IGNORE))
     except Exception as exc:  # noqa: BLE001 - unreachable, gated or absent: fall back
-        return None, f"{reason}; download failed ({type(exc).__name__}: {str(exc)[:200]})"
+        return None, f"{reason}; download failed ({summarize(exc, limit=200)})"
     return (path, "downloaded from the HuggingFace hub") if _has_weights(path) else (
         None, f"{reason}; the download holds no weights")
 
@@ -130,8 +131,8 @@ def create_random_checkpoint(config: Any, dest: Path, *, device: str, seed: int,
     The checkpoint is written to a temporary sibling and renamed into place, so an interrupted
     save never looks complete; a stale incomplete ``dest`` is replaced. Processes that make
     the same checkpoint at once (the ranks of a sweep) take turns on a lock beside it: the
-    first makes it, the others find it complete. (Without the lock, one rank replaced the
-    checkpoint that the other was loading.)
+    first makes it, the others find it complete (without the lock, one rank could replace the
+    checkpoint another is loading).
     """
     from filelock import FileLock
 
@@ -184,7 +185,7 @@ def _save_weights(model: Any, path: Path) -> None:
     ``save_pretrained`` itself: under torch.distributed, transformers 5 writes only on rank 0,
     and a sweep's other ranks make the random weights of the models they run. Not safetensors'
     ``save_model`` either: of a tied pair it keeps the alphabetically first name (``lm_head``),
-    a layout transformers must tie backwards on load (not checked on the H200's version)."""
+    a layout transformers would have to tie backwards on load."""
     from safetensors.torch import save_file
 
     tensors, seen = {}, set()

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import patched_environ
-from ecomeasure import Meter
+from ecomeasure import Meter, fmt
 from ecomeasure.reference import ReferenceMeter
-from ecomeasure.report import fmt
 from ecomeasure.validate import (EdgeCounter, PlanSettings, ScriptedWorkload, build_plan, run_validation, schedule,
                                  write_outputs)
 from ecomeasure.validate.plan import edge_idle_for

@@ -2,11 +2,10 @@
 ratios (cases the mutation run showed no test covered)."""
 import math
 
-import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from ecomeasure.report.stats import cohens_d, mean_ci, pct_change, welch
+from ecomeasure.report.stats import cohens_d, mean_ci, welch
 
 
 def test_two_values_are_enough_for_an_interval_and_an_effect_size():
@@ -30,9 +29,3 @@ def test_welch_with_two_values_and_with_one_side_constant():
     assert all(math.isnan(v) for v in welch([5.0, 5.0], [7.0, 7.0]))
     assert all(math.isnan(v) for v in welch([1.0], [2.0, 4.0])) and all(math.isnan(v) for v in welch([1.0, 2.0], [3.0]))
 
-
-def test_percent_change_only_where_defined():
-    assert pct_change(0.75, 0.5) == pytest.approx(50.0)  # a baseline under 1 is still a baseline
-    assert math.isnan(pct_change(math.nan, 5.0)) and math.isnan(pct_change(5.0, math.nan))
-    assert math.isnan(pct_change(5.0, 0.0)) and math.isnan(pct_change(5.0, -1.0))
-    assert np.isclose(pct_change(90.0, 100.0), -10.0)

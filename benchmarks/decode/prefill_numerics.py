@@ -19,7 +19,6 @@ import sys
 from typing import Any
 
 
-
 def kv(decoder: Any) -> list[Any]:
     return [t.clone() for layer in decoder.cache.layers for t in (layer.keys, layer.values)]
 
@@ -34,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from ecomeasure import generation
+    from ecomeasure.errors import summarize
     from ecomeasure.generation import first_difference
 
     _, _, model, prompt = load_for_decoding(args.model, args.quant, 1, args.device, args.weights_dir)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["uncaptured_vs_eager_from_token"] = first_difference(uncaptured, eager)
             entry["captured_prefill_vs_eager_from_token"] = first_difference(captured_prefill, eager)
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run here is a finding
-            entry["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            entry["error"] = summarize(exc, limit=200)
         result["backends"][name] = entry
         print(f"{args.model} {args.quant} sdpa={name}: {entry}", flush=True)
     (args.out / f"prefill_numerics-{args.model}-{args.quant}.json").write_text(json.dumps(result, indent=1))

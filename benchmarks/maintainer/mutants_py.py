@@ -1,9 +1,9 @@
 """Hand-made mutants of the Python that decides what is measured and compared: does a test
 notice each one?
 
-Each mutant is one small edit (a plausible bug) of a module of the installed package (edited
-in place, where the tests import it from) or of a script under benchmarks/ (which the tests
-load from this repository); the tests named for it run, and the file is restored. A mutant is
+Each mutant is one small edit (a plausible bug) of a module of the package (edited in place,
+in this repository and in the installed package, the two places the tests import it from) or
+of a script under benchmarks/; the tests named for it run, and the files are restored. A mutant is
 *killed* when a test fails, *survived* when all pass. A tool, not part of CI's pytest run:
 
     pip install --no-build-isolation --no-deps .    # the package under test
@@ -55,6 +55,13 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "baseline_of_any_card": (
         "ecomeasure/report/stats.py", "and other.card == config.card and", "and",
         ["tests/test_report.py::test_quants_are_compared_with_fp16_of_the_same_card_only"]),
+    "baseline_at_or_below_zero_kept": (
+        "ecomeasure/schema.py", " or baseline <= 0:", ":",
+        ["tests/test_schema.py::test_no_change_against_a_baseline_that_is_not_a_positive_number"]),
+    "bench_and_report_rules_part": (
+        "ecomeasure/bench/rows.py", '"delta_vs_fp16_net_pct": vs_baseline_pct(energy_net_mean, base_net),',
+        '"delta_vs_fp16_net_pct": 100.0 * (energy_net_mean - base_net) / base_net if base_net else math.nan,',
+        ["tests/test_schema.py::test_bench_rows_and_report_tables_agree_on_the_change_vs_fp16"]),
     "findings_any_card": (
         "ecomeasure/report/findings.py", "and config.card == base[0].card", "", ["tests/test_report.py::test_quants_are_compared_with_fp16_of_the_same_card_only"]),
     "batch_series_across_cards": (
@@ -116,27 +123,33 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
 }
 
 
-def target(relative: str) -> Path:
-    """Where the tests import ``relative`` from: the installed package, or this repository."""
+def targets(relative: str) -> list[Path]:
+    """Every copy of ``relative`` a test may import: this repository's, and for the package the
+    installed one too (tests run from /tmp import the installed package; the command lines
+    they start from the repository's root import its source)."""
+    paths = [ROOT / relative]
     if relative.startswith("ecomeasure/"):
         import ecomeasure
-        return Path(ecomeasure.__file__).resolve().parent / relative.removeprefix("ecomeasure/")
-    return ROOT / relative
+        installed = Path(ecomeasure.__file__).resolve().parent / relative.removeprefix("ecomeasure/")
+        if installed.resolve() != paths[0].resolve():
+            paths.append(installed)
+    return paths
 
 
 def run_mutant(name: str) -> dict:
     relative, original, mutated, tests = MUTANTS[name]
-    path = target(relative)
-    text = path.read_text()
-    if text.count(original) != 1:
+    texts = {path: path.read_text() for path in targets(relative)}
+    if any(text.count(original) != 1 for text in texts.values()):
         return {"mutant": name, "file": relative, "result": "error: the original text is not there exactly once"}
     start = time.perf_counter()
     try:
-        path.write_text(text.replace(original, mutated))
+        for path, text in texts.items():
+            path.write_text(text.replace(original, mutated))
         proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                *(str(ROOT / t) for t in tests)], cwd="/tmp", capture_output=True, text=True)
     finally:
-        path.write_text(text)
+        for path, text in texts.items():
+            path.write_text(text)
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     return {"mutant": name, "file": relative, "result": "killed" if proc.returncode != 0 else "survived",
             "tests": tests, "pytest": last, "seconds": round(time.perf_counter() - start, 1)}

@@ -52,10 +52,10 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from ecomeasure import fmt
 from ecomeasure.report import ReportInputError, load_results_dir
-from ecomeasure.report import fmt
-from ecomeasure.report.stats import BASELINE_QUANT
 from ecomeasure.report.tables import markdown, result_rows
+from ecomeasure.schema import BASELINE_QUANT
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "regenerate: `python benchmarks/maintainer/readme_tables.py --write`"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-NS = 1_000_000_000
+from ecomeasure.units import NS_PER_S
 
 
 @dataclass
@@ -142,13 +142,13 @@ def serve(model, spec, args, attributor, rng: random.Random) -> tuple[list[Reque
     try:
         while True:
             now = time.monotonic_ns()
-            arriving = now - start_ns < args.seconds * NS
+            arriving = now - start_ns < args.seconds * NS_PER_S
             while arriving and next_arrival_ns <= now:
                 n = len(done) + len(active) + len(waiting)
                 prompt = [rng.randrange(1, vocab) for _ in range(rng.randint(*args.prompt_tokens))]
                 waiting.append(Request(f"r{n:04d}", prompt, rng.randint(*args.new_tokens), next_arrival_ns,
                                        list(prompt)))
-                next_arrival_ns += int(rng.expovariate(args.arrival_rate) * NS)
+                next_arrival_ns += int(rng.expovariate(args.arrival_rate) * NS_PER_S)
             while waiting and len(active) < args.max_batch:
                 r = waiting.pop(0)
                 attributor.open(r.request_id)
@@ -156,7 +156,7 @@ def serve(model, spec, args, attributor, rng: random.Random) -> tuple[list[Reque
             if not active:
                 if not arriving and not waiting:
                     break
-                time.sleep(max(0.0, min(next_arrival_ns - time.monotonic_ns(), 0.05 * NS) / NS))
+                time.sleep(max(0.0, min(next_arrival_ns - time.monotonic_ns(), 0.05 * NS_PER_S) / NS_PER_S))
                 continue
             tokens = forward(model, active, args.device, pad_id)
             # Weights: the tokens each request's sequence put through this forward pass.
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "interrupted": interrupted,
         "settings": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
                      for k, v in vars(args).items()},
-        "requests": len(requests), "steps": steps, "span_s": (span_end_ns - span_start_ns) / NS,
+        "requests": len(requests), "steps": steps, "span_s": (span_end_ns - span_start_ns) / NS_PER_S,
         "checks": checks,
         "goals": {"attributed_vs_union_within_0.1pct": abs(checks["attributed_vs_union_pct"]) <= 0.1,
                   "total_vs_counter_within_1pct": abs(checks["total_vs_counter_pct"]) <= 1.0},

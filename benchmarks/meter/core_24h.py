@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ecomeasure._native import TraceSet
+from ecomeasure.units import NS_PER_S
 
-NS = 1_000_000_000
-HOUR_NS = 3600 * NS
+HOUR_NS = 3600 * NS_PER_S
 
 
 def hour_of_readings(h: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -31,22 +31,22 @@ def hour_of_readings(h: int, rng: np.random.Generator) -> dict[str, tuple[np.nda
     def grid(period_ns: int) -> np.ndarray:
         return np.arange(t0, t0 + HOUR_NS, period_ns, dtype=np.int64)
     def power(t: np.ndarray) -> np.ndarray:
-        return 410.0 + 290.0 * np.sin(t / NS / 37.0) + rng.normal(0, 5, len(t))
-    ts, ti, tc, tu = grid(20_000_000), grid(100_000_000), grid(NS), grid(166_666_667)
-    counter_j = 410.0 * (tc / NS) - 290.0 * 37.0 * np.cos(tc / NS / 37.0)
+        return 410.0 + 290.0 * np.sin(t / NS_PER_S / 37.0) + rng.normal(0, 5, len(t))
+    ts, ti, tc, tu = grid(20_000_000), grid(100_000_000), grid(NS_PER_S), grid(166_666_667)
+    counter_j = 410.0 * (tc / NS_PER_S) - 290.0 * 37.0 * np.cos(tc / NS_PER_S / 37.0)
     return {"samples": (ts, power(ts)), "instant": (ti, power(ti)), "average": (ti, power(ti)),
             "counter": (tc, counter_j + 290.0 * 37.0),
             "utilization": (tu, rng.integers(0, 101, len(tu)).astype(float))}
 
 
-def window_cost_s(traces: TraceSet, end_ns: int, reach_ns: int = 60 * NS, windows: int = 200) -> float:
+def window_cost_s(traces: TraceSet, end_ns: int, reach_ns: int = 60 * NS_PER_S, windows: int = 200) -> float:
     """Median wall time of measuring 1 s windows that end near end_ns (calibrated over the
     counter readings within reach_ns of each)."""
     costs = []
     for k in range(windows):
-        t1 = end_ns - 120 * NS - k * 7 * NS  # leave the calibration reach inside the data
+        t1 = end_ns - 120 * NS_PER_S - k * 7 * NS_PER_S  # leave the calibration reach inside the data
         start = time.perf_counter()
-        traces.energy(t1 - NS, t1, 30 * NS, reach_ns)
+        traces.energy(t1 - NS_PER_S, t1, 30 * NS_PER_S, reach_ns)
         costs.append(time.perf_counter() - start)
     return float(np.median(costs))
 

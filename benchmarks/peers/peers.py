@@ -63,8 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
-_NS = 1_000_000_000
-NAN = float("nan")
+from ecomeasure.units import NAN, NS_PER_S
+
 PEERS = {"zeus": "zeus==0.16.0", "codecarbon": "codecarbon==3.3.2"}
 METHODS = ("ecomeasure", "zeus_monitor", "zeus_power", "codecarbon_15s", "codecarbon_1s", "seed_10hz")
 PACKAGE_OF = {"zeus_monitor": "zeus", "zeus_power": "zeus", "codecarbon_15s": "codecarbon",
@@ -518,7 +518,7 @@ def measure_bursts(args: argparse.Namespace, methods: dict[str, object], workloa
             time.sleep(args.gap_s * rng.uniform(1.0, 1.2))
         time.sleep(max(0.0, args.edge_s - args.gap_s))
         a1 = time.monotonic_ns()
-        time.sleep((a1 - a0) / _NS)
+        time.sleep((a1 - a0) / NS_PER_S)
         items.append((length, (a0, a1), (a1, time.monotonic_ns()), windows))
         print(f"bursts {length:g} s: {len(windows)} windows done", flush=True)
     return items
@@ -540,7 +540,7 @@ def score(meter, args: argparse.Namespace, steady: list[tuple], load_s: tuple[fl
     spans = [b.start.span_ns(b.end) for _, _, _, ws in bursts for b, _ in ws]
     index = 0
     for length, run_a, run_b, windows in bursts:
-        durations = [(b - a) / _NS for a, b in (w.start.span_ns(w.end) for w, _ in windows)]
+        durations = [(b - a) / NS_PER_S for a, b in (w.start.span_ns(w.end) for w, _ in windows)]
         truth = differential_truth(t_ns, e_j, run_a, run_b, durations, busy_ns=spans)
         for (burst, timing), d in zip(windows, durations):
             index += 1
@@ -564,57 +564,97 @@ def run_info(args: argparse.Namespace, gpu, driver: str, backend, seconds_per_ma
             "sklearn_stand_in": SKLEARN_STAND_IN, "unavailable": unavailable, "settings": vars(args)}
 
 
-def run(args: argparse.Namespace) -> int:
-    """The whole comparison on the GPU: steady windows, then bursts, then the table and files."""
+@dataclass
+class Rig:
+    """What the comparison measures with: the GPU's workload and every method's meter."""
+    backend: object
+    gpu: object
+    meter: object
+    reference: object
+    workload: object
+    methods: dict[str, object]
+    seconds_per_matmul: float
+    meter_start: float
+    """When the native meter started (monotonic s): its traces begin there."""
+
+
+def set_up(args: argparse.Namespace, peers: dict[str, object], unavailable: dict[str, str]) -> Rig:
+    """Opens the GPU, starts the native meter (with a user's defaults) and the 10 Hz
+    reference, calibrates the matmul workload, and starts the peers' methods."""
     from ecomeasure import Meter
     from ecomeasure.validate import MatmulWorkload
 
-    peers = import_peers()
-    unavailable = note_missing_peers(peers)
-    try:
-        backend, gpu = open_gpu(args)
-        meter = Meter(devices=[gpu.index])  # defaults: what a user gets
-        reference = start_reference(gpu.index)
-        meter_start = time.monotonic()
-        workload = MatmulWorkload(backend, meter)
-        seconds_per_matmul = workload.calibrate()
-        methods = start_methods(peers, args, gpu.index, meter, reference, unavailable)
-        warnings.filterwarnings("ignore", message="The energy consumption of one or more GPUs was measured as zero")
+    backend, gpu = open_gpu(args)
+    meter = Meter(devices=[gpu.index])  # defaults: what a user gets
+    reference = start_reference(gpu.index)
+    meter_start = time.monotonic()
+    workload = MatmulWorkload(backend, meter)
+    seconds_per_matmul = workload.calibrate()
+    methods = start_methods(peers, args, gpu.index, meter, reference, unavailable)
+    warnings.filterwarnings("ignore", message="The energy consumption of one or more GPUs was measured as zero")
+    return Rig(backend, gpu, meter, reference, workload, methods, seconds_per_matmul, meter_start)
 
-        rng = random.Random(args.seed)
-        counts = {L: windows_per_length(L, args.repetitions, args.target_s) for L in args.lengths}
-        print(f"peers: {gpu.name} (NVML {gpu.index}, cuda:{args.device}), driver {meter.driver_version}; "
-              f"methods {', '.join(methods)}; {sum(counts.values())} windows per workload; "
-              f"~{planned_s(args.lengths, args.repetitions, args.target_s, args.gap_s, args.edge_s):.0f} s planned "
-              f"after start-up", flush=True)
-        order = [L for L in args.lengths for _ in range(counts[L])]
-        rng.shuffle(order)
-        steady, load_start, load_end = measure_steady(args, backend, methods, order, meter_start)
-    except PeersError as error:
-        print(f"peers: {error}", file=sys.stderr)
-        return 1
-    eco = methods["ecomeasure"]
-    print(f"steady: {len(order)} windows done; ecomeasure's headline method: {getattr(eco, 'last_method', '?')}",
-          flush=True)
-    eco.stream = backend.stream
-    bursts = measure_bursts(args, methods, workload, counts, rng)
+
+def plan_windows(args: argparse.Namespace, rig: Rig, rng: random.Random) -> tuple[dict[float, int], list[float]]:
+    """Windows per length, and the steady load's window lengths in a shuffled order; prints
+    the plan."""
+    counts = {L: windows_per_length(L, args.repetitions, args.target_s) for L in args.lengths}
+    print(f"peers: {rig.gpu.name} (NVML {rig.gpu.index}, cuda:{args.device}), driver {rig.meter.driver_version}; "
+          f"methods {', '.join(rig.methods)}; {sum(counts.values())} windows per workload; "
+          f"~{planned_s(args.lengths, args.repetitions, args.target_s, args.gap_s, args.edge_s):.0f} s planned "
+          f"after start-up", flush=True)
+    order = [L for L in args.lengths for _ in range(counts[L])]
+    rng.shuffle(order)
+    return counts, order
+
+
+def wait_for_readings(rig: Rig) -> float:
+    """Waits until the native meter's counter and the reference have read past now (every
+    window then has readings on both sides); returns now, the recording's end."""
     end = time.monotonic()
-    while meter.trace("counter")[0][-1] < end + 0.2:
+    while rig.meter.trace("counter")[0][-1] < end + 0.2:
         time.sleep(0.1)
-    reference.wait_past(end, timeout_s=1.0)
-    rows = score(meter, args, steady, (load_start, load_end), bursts)
-    meter.stop()
-    reference.stop()
+    rig.reference.wait_past(end, timeout_s=1.0)
+    return end
 
+
+def report(args: argparse.Namespace, rig: Rig, rows: list[Row], unavailable: dict[str, str],
+           extra: dict[str, object]) -> None:
+    """Writes the output folder and prints the table."""
     summary = summarize(rows, unavailable)
     table = markdown_table(summary)
-    info = run_info(args, gpu, meter.driver_version, backend, seconds_per_matmul, unavailable) | {
-        "steady_load_s": [load_start, load_end], "burst_runs_ns": [(L, a, b) for L, a, b, _ in bursts],
-        "recording_s": end - meter_start}
-    write_outputs(Path(args.out), rows, summary, table, info, meter)
+    info = run_info(args, rig.gpu, rig.meter.driver_version, rig.backend, rig.seconds_per_matmul,
+                    unavailable) | extra
+    write_outputs(Path(args.out), rows, summary, table, info, rig.meter)
     print(f"\n{info['gpu']}, driver {info['driver']}, {info['date']}: median |error| (worst) per window; "
           f"`{info['command']}`\n")
     print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole comparison on the GPU: steady windows, then bursts, then the table and files."""
+    peers = import_peers()
+    unavailable = note_missing_peers(peers)
+    rng = random.Random(args.seed)
+    try:
+        rig = set_up(args, peers, unavailable)
+        counts, order = plan_windows(args, rig, rng)
+        steady, load_start, load_end = measure_steady(args, rig.backend, rig.methods, order, rig.meter_start)
+    except PeersError as error:
+        print(f"peers: {error}", file=sys.stderr)
+        return 1
+    eco = rig.methods["ecomeasure"]
+    print(f"steady: {len(order)} windows done; ecomeasure's headline method: {getattr(eco, 'last_method', '?')}",
+          flush=True)
+    eco.stream = rig.backend.stream
+    bursts = measure_bursts(args, rig.methods, rig.workload, counts, rng)
+    end = wait_for_readings(rig)
+    rows = score(rig.meter, args, steady, (load_start, load_end), bursts)
+    rig.meter.stop()
+    rig.reference.stop()
+    report(args, rig, rows, unavailable, {
+        "steady_load_s": [load_start, load_end], "burst_runs_ns": [(L, a, b) for L, a, b, _ in bursts],
+        "recording_s": end - rig.meter_start})
     return 0
 
 

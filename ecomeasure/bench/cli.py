@@ -16,15 +16,19 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import generation, models, quant
+from ..errors import SetupError
+from ..schema import ConfigKey
 from .display import Display
 from .results import HeaderMismatchError, ResultsDir, Terminated, raise_terminated
 from .runner import Protocol
 
 if TYPE_CHECKING:
-    from .sweep import Sweep
+    from .distributed import Rank
+    from .environment import Hardware
+    from .sweep import Sweep, SweepOptions
 
 EPILOG = """\
 examples:
@@ -157,6 +161,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_models:
         list_models(display)
         return 0
+    _check_arguments(parser, args)
+    _quiet_transformers()
+    setup = _set_up(parser, args, display)
+
+    from . import environment
+    from .sweep import Sweep
+
+    options = sweep_options(args)
+    versions = environment.versions()
+    run_file, run_prefix = _run_file_of(setup)
+    run_info = _run_info(args, argv, options, setup, main_s)
+    setup.store.write_json(run_file, run_info)
+    sweep = Sweep(options, setup.hardware, setup.store, display, versions, run_file, run_info)
+    every = _share_among_ranks(sweep, setup, run_info) if setup.rank is not None else None
+    run_info["monotonic_s"]["ready"] = time.monotonic()
+    interrupted = _run_sweep(sweep)
+    _record_finish(setup.store, run_file, run_info, sweep, interrupted)
+    peer_failure = None
+    if setup.rank is not None:
+        peer_failure = _finish_ranks(display, setup.rank, run_prefix, bool(interrupted))
+        if not setup.rank.is_main:
+            return 130 if interrupted else 1 if sweep.failed else 0
+    _print_summary(display, sweep, setup.store, every)
+    if interrupted:
+        display.log(f"interrupted: {len(sweep.written)} configuration(s) finished in this run are in "
+                    f"{setup.store.results_csv}; the one in progress was discarded. Run the same command "
+                    "again to resume: finished rows are skipped.")
+        return interrupted
+    _log_written(display, setup.store, run_file)
+    return 1 if sweep.failed or peer_failure is not None else 0
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits 2 (one line) for what the parser alone cannot check: no model, or a quantization
+    whose library is missing."""
     if not args.model:
         parser.error("--model is required: one or more of " + ", ".join(models.valid_names())
                      + " (see --list-models), an HF id or a local path")
@@ -165,14 +204,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except quant.BackendMissingError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
+
+def _quiet_transformers() -> None:
+    """Our own progress bar and log replace transformers' bars and advice."""
     from transformers.utils import logging as hf_logging
 
-    from . import distributed, environment, shard
-    from .sweep import Sweep, SweepOptions, canonical_model
-
-    # Our own progress bar and log replace transformers' bars and advice.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Where the sweep runs: its rank under torchrun (None alone), the torch device, the
+    hardware that measures it and the results directory."""
+    rank: Rank | None
+    device: str
+    hardware: Hardware
+    store: ResultsDir
+    pinned_cpus: list[int] | None = None
+
+
+def _set_up(parser: argparse.ArgumentParser, args: argparse.Namespace, display: Display) -> Setup:
+    """The rank, device, GPU and results directory; exits 2 (one line) where there is no GPU
+    or NVML, a bad --device, or an --out that cannot hold these results."""
+    from . import distributed, environment
+
     try:
         rank = distributed.Rank.from_env()  # None without torchrun
         device = environment.resolve_device(rank.device(args.device) if rank else args.device)
@@ -183,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = ResultsDir(args.out, warn=display.warn)
         store.check_headers()
         store.root.mkdir(parents=True, exist_ok=True)  # now, not after the first configuration
-    except (environment.SetupError, HeaderMismatchError) as exc:
+    except (SetupError, HeaderMismatchError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     except OSError as exc:
         parser.exit(2, f"{parser.prog}: error: --out {args.out}: cannot make the results directory "
@@ -193,97 +249,131 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif hardware.gpu is not None:
         display.log(f"measuring energy on NVML GPU {hardware.gpu.index}: {hardware.gpu.name} "
                     f"(driver {hardware.driver}); generating on {device}")
+    return Setup(rank, device, hardware, store, pinned_cpus)
 
-    options = SweepOptions(
+
+def sweep_options(args: argparse.Namespace) -> SweepOptions:
+    """What the command line asks to measure, and how."""
+    from .sweep import SweepOptions
+
+    return SweepOptions(
         models=tuple(args.model), quants=tuple(args.quant), batch_sizes=tuple(args.batch_size),
         regimes=tuple(args.regime),
         protocol=Protocol(new_tokens=args.new_tokens, warmup=args.warmup, warmup_tokens=args.warmup_tokens,
                           iterations=args.iterations, idle_s=args.idle_seconds),
         redo=args.redo, weights_dir=args.weights_dir, weights_mode=args.weights, seed=args.seed)
-    versions = environment.versions()
-    run_file = _run_file(store)
-    if rank is not None:
-        distributed.init(rank)
-        # One name for the launch, a file per rank: rank 0 finds its peers' files by it.
-        first = _run_file(store, "-rank0") if rank.is_main else None
-        run_prefix = distributed.from_main(first.with_name(first.name.removesuffix("-rank0.json")) if first else None)
-        run_file = distributed.run_file(run_prefix, rank.rank)
-    run_info = {"command": [sys.executable, "-m", "ecomeasure.bench", *(sys.argv[1:] if argv is None else argv)],
-                "cwd": os.getcwd(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                "protocol": dataclasses.asdict(options.protocol),
-                "environment": environment.environment(hardware), "configurations": [],
-                "cpu_affinity": sorted(os.sched_getaffinity(0)),
-                # On the meter's clock: the imports end at "main"; the setup (devices, NVML,
-                # the ranks' group) at "ready".
-                "monotonic_s": {"process_started": environment.process_started_s(), "main": main_s}}
-    store.write_json(run_file, run_info)
-    sweep = Sweep(options, hardware, store, display, versions, run_file, run_info)
-    if rank is not None:
-        # Every rank counts the sweep's parameters (the plan's costs) at once: it imports the
-        # models' code, ~7 s on the H200 host. With rank 0 alone counting, the others waited
-        # for it and then imported the same code at their first load, ~7 s after rank 0.
-        run_info["parameters_b"] = {model: shard.params_b(canonical_model(model)) for model in options.models}
-        run_info["monotonic_s"]["parameters_counted"] = time.monotonic()
-        # Rank 0 plans from what is on disk now and every rank takes its share of that plan.
-        shares, every = None, set()
-        if rank.is_main:
-            pending = sweep.pending()
-            every = set(pending) | set(sweep.skipped)
-            shares = shard.assign(pending, rank.world_size, lambda k: shard.expected_cost_s(k, options.protocol),
-                                  shard.expected_load_s)
-        shares = distributed.from_main(shares)
-        sweep.only = frozenset(shares[rank.rank])
-        run_info["distributed"] = {**rank.to_dict(), "pinned_cpus": pinned_cpus, "share": shares[rank.rank]}
-    run_info["monotonic_s"]["ready"] = time.monotonic()
-    interrupted, status_interrupted = False, 130
+
+
+def _run_file_of(setup: Setup) -> tuple[Path, Path | None]:
+    """This process's run file, and under torchrun the launch's prefix: one name for the
+    launch, a file per rank, so that rank 0 finds its peers' files by it."""
+    if setup.rank is None:
+        return _run_file(setup.store), None
+    from . import distributed
+
+    distributed.init(setup.rank)
+    first = _run_file(setup.store, "-rank0") if setup.rank.is_main else None
+    prefix = distributed.from_main(first.with_name(first.name.removesuffix("-rank0.json")) if first else None)
+    return distributed.run_file(prefix, setup.rank.rank), prefix
+
+
+def _run_info(args: argparse.Namespace, argv: Sequence[str] | None, options: SweepOptions, setup: Setup,
+              main_s: float) -> dict[str, Any]:
+    """The run file's content before the sweep: command, configuration, protocol, environment."""
+    from . import environment
+
+    return {"command": [sys.executable, "-m", "ecomeasure.bench", *(sys.argv[1:] if argv is None else argv)],
+            "cwd": os.getcwd(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "protocol": dataclasses.asdict(options.protocol),
+            "environment": environment.environment(setup.hardware), "configurations": [],
+            "cpu_affinity": sorted(os.sched_getaffinity(0)),
+            # On the meter's clock: the imports end at "main"; the setup (devices, NVML,
+            # the ranks' group) at "ready".
+            "monotonic_s": {"process_started": environment.process_started_s(), "main": main_s}}
+
+
+def _share_among_ranks(sweep: Sweep, setup: Setup, run_info: dict[str, Any]) -> set[ConfigKey]:
+    """Gives this rank its share of rank 0's plan; returns every configuration of the launch
+    (on rank 0; empty on the others)."""
+    from . import distributed, shard
+    from .sweep import canonical_model
+
+    rank, options = setup.rank, sweep.options
+    assert rank is not None
+    # Every rank counts the sweep's parameters (the plan's costs) at once: it imports the
+    # models' code, which takes seconds; with rank 0 alone counting, the others would wait for
+    # it and then import the same code at their first load.
+    run_info["parameters_b"] = {model: shard.params_b(canonical_model(model)) for model in options.models}
+    run_info["monotonic_s"]["parameters_counted"] = time.monotonic()
+    # Rank 0 plans from what is on disk now and every rank takes its share of that plan.
+    shares, every = None, set()
+    if rank.is_main:
+        pending = sweep.pending()
+        every = set(pending) | set(sweep.skipped)
+        shares = shard.assign(pending, rank.world_size, lambda k: shard.expected_cost_s(k, options.protocol),
+                              shard.expected_load_s)
+    shares = distributed.from_main(shares)
+    sweep.only = frozenset(shares[rank.rank])
+    run_info["distributed"] = {**rank.to_dict(), "pinned_cpus": setup.pinned_cpus, "share": shares[rank.rank]}
+    return every
+
+
+def _run_sweep(sweep: Sweep) -> int:
+    """Runs the sweep with SIGTERM handled like Ctrl-C; returns 0, or the exit status of the
+    interruption (128 + the signal: 130 for Ctrl-C, 143 for SIGTERM)."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         sweep.run()
     except KeyboardInterrupt as exc:
-        interrupted = True
-        status_interrupted = 143 if isinstance(exc, Terminated) else 130  # 128 + the signal
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm)
-    run_info.update(finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), interrupted=interrupted,
-                    written=len(sweep.written), failed=len(sweep.failed), skipped=len(sweep.skipped))
+    return 0
+
+
+def _record_finish(store: ResultsDir, run_file: Path, run_info: dict[str, Any], sweep: Sweep,
+                   interrupted: int) -> None:
+    """Completes the run file: when the sweep ended, whether interrupted, what it did."""
+    run_info.update(finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    interrupted=bool(interrupted), written=len(sweep.written), failed=len(sweep.failed),
+                    skipped=len(sweep.skipped))
     run_info["monotonic_s"]["finished"] = time.monotonic()
     store.write_json(run_file, run_info)
-    peer_failure = None
-    if rank is not None:
-        if not interrupted:
-            peer_failure = distributed.wait_for_all()
-        distributed.finish()
-        if not rank.is_main:
-            return 130 if interrupted else 1 if sweep.failed else 0
-        if peer_failure is not None:
-            display.warn(f"rank(s) {distributed.unfinished_ranks(run_prefix, rank.world_size)} did not finish "
-                         f"({peer_failure}); the summary shows what is on disk. Run the same command again "
-                         "to measure the rest.")
-    _print_summary(display, sweep, store, every if rank is not None else None)
-    if interrupted:
-        display.log(f"interrupted: {len(sweep.written)} configuration(s) finished in this run are in "
-                    f"{store.results_csv}; the one in progress was discarded. Run the same command "
-                    "again to resume: finished rows are skipped.")
-        return status_interrupted
+
+
+def _finish_ranks(display: Display, rank: Rank, run_prefix: Path | None, interrupted: bool) -> str | None:
+    """Waits for every rank (unless interrupted) and leaves the group; returns None, or why
+    some rank never finished (which rank 0 tells)."""
+    from . import distributed
+
+    peer_failure = None if interrupted else distributed.wait_for_all()
+    distributed.finish()
+    if peer_failure is not None and rank.is_main and run_prefix is not None:
+        display.warn(f"rank(s) {distributed.unfinished_ranks(run_prefix, rank.world_size)} did not finish "
+                     f"({peer_failure}); the summary shows what is on disk. Run the same command again "
+                     "to measure the rest.")
+    return peer_failure
+
+
+def _log_written(display: Display, store: ResultsDir, run_file: Path) -> None:
     written = [p.name + ("/" if p.is_dir() else "") for p in
                (store.results_csv, store.iterations_csv, store.traces_dir, run_file) if p.exists()]
     display.log(f"results in {store.root}/ ({', '.join(written)})")
-    return 1 if sweep.failed or peer_failure is not None else 0
 
 
 def _print_summary(display: Display, sweep: Sweep, store: ResultsDir,
-                   wanted: set[tuple[str, str, int, str]] | None = None) -> None:
+                   wanted: set[ConfigKey] | None = None) -> None:
     """The latest row of every configuration of this sweep (run now or found on disk);
     ``wanted``: of these configurations instead (every rank's)."""
     if wanted is None:
         wanted = set(sweep.written) | set(sweep.failed) | set(sweep.unavailable) | set(sweep.skipped)
-    latest: dict[tuple[str, str, int, str], dict[str, str]] = {}
+    latest: dict[ConfigKey, dict[str, str]] = {}
     for row in store.rows():
         try:
-            key = (row["model"], row["quant"], int(row["batch_size"]), row["regime"])
+            key = ConfigKey.from_row(row)
         except (KeyError, ValueError):
             continue
         if key in wanted and row.get("device") == sweep.device_column and \

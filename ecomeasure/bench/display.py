@@ -1,35 +1,37 @@
 """What the user sees: log lines and a progress bar on stderr, the summary table on stdout."""
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from .results import parse_float
+from .. import fmt
+from ..schema import parse_float
 
 
 def _num(cell: str | None, digits: int = 0) -> str:
-    value = parse_float(cell)
-    if math.isnan(value):
-        return "-"
-    return f"{round(value, digits) + 0.0:,.{digits}f}"  # + 0.0: no "-0"
+    return fmt.grouped(parse_float(cell), digits)
 
 
 def _pct(cell: str | None) -> str:
-    value = parse_float(cell)
-    return "-" if math.isnan(value) else f"{round(value, 1) + 0.0:+.1f} %"
+    return fmt.signed_pct(parse_float(cell))
 
 
 def _pct_of(cell: str | None) -> str:
     """A share (0..1) as a percentage."""
-    value = parse_float(cell)
-    return "-" if math.isnan(value) else f"{100 * value:.0f} %"
+    return fmt.share_pct(parse_float(cell))
 
 
 class Display:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .environment import SetupError
+from ..errors import SetupError, summarize
 
 FINISH_TIMEOUT = datetime.timedelta(days=7)
 """How long ranks wait for each other: at the end, a peer may still have hours of sweep left."""
@@ -98,7 +98,7 @@ def wait_for_all() -> str | None:
     try:
         dist.barrier()
     except Exception as exc:  # noqa: BLE001 - gloo reports a dead peer as a plain RuntimeError
-        return " ".join(str(exc).split())[:300] or type(exc).__name__
+        return summarize(exc)
     return None
 
 

@@ -12,14 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import NVMLUnavailableError, __version__
+from ..errors import SetupError
 from ..meter import DeviceInfo, Meter
 from ..quant import bitsandbytes_version, torchao_version
-from .runner import EnergySetup
-
-
-class SetupError(RuntimeError):
-    """The benchmark cannot start here (no GPU, no NVML, ...); the message says what to do."""
-
 
 NO_GPU = ("no NVIDIA GPU is visible to PyTorch (torch.cuda.is_available() is False). "
           "To smoke-test the generation loop on the CPU, run with --device cpu (energy is then "
@@ -44,6 +39,18 @@ def resolve_device(requested: str | None) -> str:
     # bitsandbytes' kernels use the current device, whatever device the model is on.
     torch.cuda.set_device(index)
     return f"cuda:{index}"
+
+
+@dataclass(frozen=True)
+class EnergySetup:
+    """Which GPU the meters read, or why energy is not measured."""
+    nvml_index: int | None
+    nvml_library: str | None = None
+    note: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.nvml_index is not None
 
 
 @dataclass(frozen=True)

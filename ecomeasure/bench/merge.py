@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from ..schema import CONFIG_COLUMNS, ITERATIONS_CSV, PROTOCOL_COLUMNS, RESULTS_CSV
 from .results import reference_csv_of
 
-KEY = ("gpu_name", "model", "quant", "batch_size", "new_tokens", "device", "regime")
-ITERATION_KEY = ("model", "quant", "batch_size", "regime")
+KEY = PROTOCOL_COLUMNS
+ITERATION_KEY = CONFIG_COLUMNS
 """iterations.csv has no GPU or protocol columns: a merge replaces by these within DST."""
 
 
@@ -61,14 +62,14 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None
           ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """Merges ``src``'s rows (those matching ``where``) into ``dst``; returns (added,
     replaced) configuration keys."""
-    src_cols, src_rows = read(src / "results.csv")
-    dst_cols, dst_rows = read(dst / "results.csv")
+    src_cols, src_rows = read(src / RESULTS_CSV)
+    dst_cols, dst_rows = read(dst / RESULTS_CSV)
     if src_cols != dst_cols:
-        raise MergeError(f"{src}/results.csv and {dst}/results.csv have different columns")
-    src_it_cols, src_its = read(src / "iterations.csv") if (src / "iterations.csv").exists() else ([], [])
-    dst_it_cols, dst_its = read(dst / "iterations.csv")
+        raise MergeError(f"{src}/{RESULTS_CSV} and {dst}/{RESULTS_CSV} have different columns")
+    src_it_cols, src_its = read(src / ITERATIONS_CSV) if (src / ITERATIONS_CSV).exists() else ([], [])
+    dst_it_cols, dst_its = read(dst / ITERATIONS_CSV)
     if src_its and src_it_cols != dst_it_cols:
-        raise MergeError(f"{src}/iterations.csv and {dst}/iterations.csv have different columns")
+        raise MergeError(f"{src}/{ITERATIONS_CSV} and {dst}/{ITERATIONS_CSV} have different columns")
     incoming = [r for r in src_rows if r["status"] in ("ok", "unavailable")
                 and all(r.get(k) == v for k, v in (where or {}).items())]
     keys = {tuple(r[k] for k in KEY) for r in incoming}
@@ -77,8 +78,8 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None
     kept = [r for r in dst_rows if tuple(r[k] for k in KEY) not in keys]
     kept_its = [r for r in dst_its if tuple(r[k] for k in ITERATION_KEY) not in iteration_keys]
     new_its = [r for r in src_its if tuple(r[k] for k in ITERATION_KEY) in iteration_keys]
-    write(dst / "results.csv", dst_cols, kept + incoming)
-    write(dst / "iterations.csv", dst_it_cols, kept_its + new_its)
+    write(dst / RESULTS_CSV, dst_cols, kept + incoming)
+    write(dst / ITERATIONS_CSV, dst_it_cols, kept_its + new_its)
     for row in dst_rows:  # the replaced rows' traces go with them
         if tuple(row[k] for k in KEY) in keys:
             for trace in trace_files(dst, row):
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(where) != len(args.where):
         refuse("--where takes COLUMN=VALUE")
     for root in (args.src, args.into):
-        if not (root / "results.csv").is_file() or not (root / "iterations.csv").is_file():
-            refuse(f"{root} is not a results directory (results.csv and iterations.csv)")
+        if not (root / RESULTS_CSV).is_file() or not (root / ITERATIONS_CSV).is_file():
+            refuse(f"{root} is not a results directory ({RESULTS_CSV} and {ITERATIONS_CSV})")
     try:
         added, replaced = merge(args.src, args.into, where)
     except MergeError as exc:

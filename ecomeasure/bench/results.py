@@ -1,4 +1,4 @@
-"""The results directory (``docs/results-format.md``): its columns, and appending to it.
+"""The results directory (``docs/results-format.md``, ``ecomeasure.schema``): appending to it.
 
 Rows are appended as each configuration completes and flushed to disk at once, so an
 interrupted sweep keeps everything finished before it; a configuration's files are
@@ -26,44 +26,8 @@ from typing import Any
 
 from filelock import FileLock
 
-RESULT_COLUMNS: tuple[str, ...] = (
-    "date", "status", "error", "model", "model_id", "params_b", "weights", "quant", "batch_size",
-    "regime", "new_tokens", "iterations", "prompt_tokens", "prompt_tokens_source", "tokens_generated",
-    "throughput_tok_s_mean", "throughput_tok_s_std", "throughput_cv_pct", "power_w_mean",
-    "power_w_std", "energy_j_per_1k_mean", "energy_j_per_1k_std", "energy_cv_pct",
-    "energy_net_j_per_1k_mean", "energy_net_j_per_1k_std", "ref_power_w_mean",
-    "ref_energy_j_per_1k_mean", "ref_energy_j_per_1k_std", "ref_energy_net_j_per_1k_mean",
-    "native_vs_ref_pct", "native_vs_counter_pct", "idle_power_w", "ref_idle_power_w", "delta_vs_fp16_pct",
-    "delta_vs_fp16_net_pct", "method", "energy_j_per_1k_samples", "energy_j_per_1k_instant",
-    "energy_j_per_1k_average", "energy_j_per_1k_counter", "prefill_s_mean", "prefill_energy_j_mean",
-    "decode_s_mean", "decode_energy_j_mean", "decode_ms_per_step_mean", "bytes_per_step",
-    "memory_bandwidth_gb_s", "bandwidth_source", "bandwidth_floor_ms_per_step", "bandwidth_floor_fraction",
-    "gpu_busy_share_mean", "outlier_iterations", "same_tokens_as_eager", "gpu_name", "gpu_uuid", "driver", "device",
-    "torch_version", "transformers_version", "bitsandbytes_version", "torchao_version", "ecomeasure_version",
-    "traces", "notes",
-)
-"""Columns of ``results.csv``, in order: one row per (model, quant, batch_size)."""
+from ..schema import ITERATION_COLUMNS, ITERATIONS_CSV, RESULT_COLUMNS, RESULTS_CSV, TRACES_DIR
 
-ITERATION_COLUMNS: tuple[str, ...] = (
-    "model", "quant", "batch_size", "regime", "iteration", "start_s", "end_s", "duration_s", "tokens",
-    "throughput_tok_s", "energy_j", "energy_net_j", "method", "energy_j_samples", "energy_j_instant",
-    "energy_j_average", "energy_j_counter", "ref_energy_j", "ref_energy_net_j", "ref_samples",
-    "prefill_s", "prefill_energy_j", "decode_s", "decode_energy_j", "idle_power_w", "ref_idle_power_w",
-    "gpu_busy_share", "outlier", "notes",
-)
-"""Columns of ``iterations.csv``: one row per measured iteration."""
-
-TEXT_COLUMNS: frozenset[str] = frozenset({
-    "date", "status", "error", "model", "model_id", "weights", "quant", "prompt_tokens_source",
-    "method", "gpu_name", "gpu_uuid", "driver", "device", "regime", "torch_version",
-    "transformers_version", "bitsandbytes_version", "torchao_version", "ecomeasure_version", "traces", "notes",
-    "bandwidth_source", "outlier_iterations", "same_tokens_as_eager", "outlier",
-})
-"""Columns of either file that hold text; every other one holds a number or nothing."""
-
-RESULTS_CSV = "results.csv"
-ITERATIONS_CSV = "iterations.csv"
-TRACES_DIR = "traces"
 LOCK_FILE = ".ecomeasure.lock"
 TORN_SUFFIX = ".torn"
 
@@ -76,14 +40,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(float(value))  # float(): numpy scalars too
     return str(value)
-
-
-def parse_float(cell: str | None) -> float:
-    """A CSV cell back as a float (NaN if empty)."""
-    try:
-        return float(cell) if cell not in (None, "") else float("nan")
-    except ValueError:
-        return float("nan")
 
 
 class Terminated(KeyboardInterrupt):

@@ -16,10 +16,9 @@ from scipy.stats import median_abs_deviation
 
 from ..meter import SOURCES, Measurement  # a column each: ``energy_j_<source>``
 from ..roofline import DecodeFloor
-from .results import parse_float
+from ..schema import BASELINE_QUANT, parse_float, vs_baseline_pct
+from ..units import NAN
 from .runner import ConfigRun, Iteration, net, source_energy_j
-
-NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -93,16 +92,10 @@ def cv_pct(values: Sequence[float]) -> float:
     return 100.0 * std(values) / m if m and not math.isnan(m) else NAN
 
 
-def pct_change(new: float, base: float) -> float:
-    """100 * (new - base) / base; NaN if undefined."""
-    if math.isnan(new) or math.isnan(base) or base == 0:
-        return NAN
-    return 100.0 * (new - base) / base
-
-
-def _integral(value: float) -> float | int:
-    """Whole numbers as ints (the forced length makes every iteration's count the same)."""
-    return int(value) if value == value and value.is_integer() else value
+def tokens_per_iteration(tokens: Sequence[int]) -> float:
+    """Tokens an iteration generated: the count itself where every iteration made the same
+    (the forced length makes them; written as a whole number), else the mean."""
+    return tokens[0] if len(set(tokens)) == 1 else mean([float(t) for t in tokens])
 
 
 def join_notes(notes: Sequence[str]) -> str:
@@ -146,7 +139,7 @@ def native_vs_counter_pct(span: Measurement | None) -> float:
     span is the hardware's own total. NaN without a span or a counter."""
     if span is None:
         return NAN
-    return pct_change(span.energy_j, source_energy_j(span, "counter"))
+    return vs_baseline_pct(span.energy_j, source_energy_j(span, "counter"))
 
 
 def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:
@@ -203,7 +196,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
     methods = {r["method"] for r in iteration_rows}
     energy_mean, energy_net_mean = mean(energy), mean(energy_net)
     # The fp16 row is its own baseline (0 %); other rows compare with the latest fp16 row.
-    if ctx.quant == "fp16":
+    if ctx.quant == BASELINE_QUANT:
         base_gross, base_net = energy_mean, energy_net_mean
     else:
         base_gross = parse_float((fp16_row or {}).get("energy_j_per_1k_mean"))
@@ -211,7 +204,7 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
     return {
         **ctx.columns(),
         "date": utc_now(), "status": "ok", "error": "",
-        "tokens_generated": _integral(mean([float(t) for t in tokens])),
+        "tokens_generated": tokens_per_iteration(tokens),
         "throughput_tok_s_mean": mean(throughput), "throughput_tok_s_std": std(throughput),
         "throughput_cv_pct": cv_pct(throughput),
         "power_w_mean": mean(power), "power_w_std": std(power),
@@ -221,11 +214,11 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         "ref_power_w_mean": mean(ref_power),
         "ref_energy_j_per_1k_mean": mean(ref_energy), "ref_energy_j_per_1k_std": std(ref_energy),
         "ref_energy_net_j_per_1k_mean": mean(ref_net),
-        "native_vs_ref_pct": pct_change(mean(ref_energy), energy_mean),
+        "native_vs_ref_pct": vs_baseline_pct(mean(ref_energy), energy_mean),
         "native_vs_counter_pct": native_vs_counter_pct(run.span),
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
-        "delta_vs_fp16_pct": pct_change(energy_mean, base_gross),
-        "delta_vs_fp16_net_pct": pct_change(energy_net_mean, base_net),
+        "delta_vs_fp16_pct": vs_baseline_pct(energy_mean, base_gross),
+        "delta_vs_fp16_net_pct": vs_baseline_pct(energy_net_mean, base_net),
         "method": methods.pop() if len(methods) == 1 else "mixed",
         **{f"energy_j_per_1k_{s}": mean(col_per_1k(f"energy_j_{s}")) for s in SOURCES},
         "prefill_s_mean": mean(col("prefill_s")), "prefill_energy_j_mean": mean(col("prefill_energy_j")),

@@ -11,9 +11,8 @@ from typing import Any
 from .. import generation
 from ..meter import Measurement, Meter
 from ..reference import ReferenceMeter, ReferenceUnavailableError
-
-_NS = 1_000_000_000
-NAN = float("nan")
+from ..units import NAN, NS_PER_S
+from .environment import EnergySetup
 
 
 @dataclass(frozen=True)
@@ -26,18 +25,6 @@ class Protocol:
     idle_s: float = 10.0
     idle_settle_s: float = 1.0
     """Wait after the last iteration before the idle window starts."""
-
-
-@dataclass(frozen=True)
-class EnergySetup:
-    """Which GPU the meters read, or why energy is not measured."""
-    nvml_index: int | None
-    nvml_library: str | None = None
-    note: str = ""
-
-    @property
-    def available(self) -> bool:
-        return self.nvml_index is not None
 
 
 @dataclass
@@ -64,23 +51,23 @@ class Iteration:
 
     @property
     def start_s(self) -> float:
-        return self.start_ns / _NS
+        return self.start_ns / NS_PER_S
 
     @property
     def end_s(self) -> float:
-        return self.end_ns / _NS
+        return self.end_ns / NS_PER_S
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
     @property
     def prefill_s(self) -> float:
-        return (self.first_token_ns - self.start_ns) / _NS
+        return (self.first_token_ns - self.start_ns) / NS_PER_S
 
     @property
     def decode_s(self) -> float:
-        return (self.end_ns - self.first_token_ns) / _NS
+        return (self.end_ns - self.first_token_ns) / NS_PER_S
 
 
 @dataclass
@@ -132,9 +119,9 @@ def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, 
 
 def warmup_length(protocol: Protocol, k: int) -> int:
     """Tokens of warmup generation ``k``: the last one is as long as an iteration, so that no
-    iteration meets a shape for the first time. (On the H200 the first eager iteration after
-    shorter warmups ran at 0.36-0.66 of the median where later ones did not; the graph
-    regime, whose shapes are fixed, showed no such first iteration.)"""
+    iteration meets a shape for the first time. (On the H200, after shorter warmups the first
+    eager iteration runs at 0.36-0.66 of the median and later ones do not; the graph regime,
+    whose shapes are fixed, has no such first iteration.)"""
     last = k == protocol.warmup - 1
     return max(protocol.warmup_tokens, protocol.new_tokens) if last else protocol.warmup_tokens
 
@@ -147,8 +134,8 @@ def run_configuration(generate: Callable[[int], generation.Timing], protocol: Pr
     ``generate(new_tokens)`` runs one generation (either decode regime) and returns its
     marks. Both meters run from before the warmup to after the idle window, so their
     traces hold the whole configuration. No measured iteration starts cold: they follow
-    the warmup directly (an idle window before them let the clocks drop and made the first
-    iteration about twice as long). The idle baseline comes after them, once the GPU has
+    the warmup directly (an idle window before them lets the clocks drop, and the first
+    iteration then takes about twice as long). The idle baseline comes after them, once the GPU has
     settled for ``idle_settle_s`` (its power stays above idle ~100 ms after the last kernel,
     and the 1 s average that the reference reads lags a second), so it is read in the
     state the iterations ran in. ``step`` is called after each unit of work (progress).
@@ -200,7 +187,7 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
         if run.iterations:
             # Wait for readings past the last window, then stop: every figure below is then
             # what the saved traces give (the headline's calibration spans the whole trace).
-            last_ns = max(run.iterations[-1].end_ns, int(idle_end_s * _NS))
+            last_ns = max(run.iterations[-1].end_ns, int(idle_end_s * NS_PER_S))
             if not meter.measure_ns(last_ns, last_ns).complete:
                 run.note("native meter: no reading past the last window's end before the wait timed out")
         meter.stop()

@@ -14,13 +14,13 @@ The cost model only orders and balances work; its numbers are ROUGH ESTIMATES, n
 measurements to quote. Their sources:
 
 - Time per decode step grows with the parameter count: ~41 ms for Mistral-7B fp16 at batch
-  size 1 in eager mode on an H200 (the README's results table, 24.5 tok/s), where HuggingFace
+  size 1 in eager mode on an H200 (24.5 tok/s), where HuggingFace
   eager generation is host-bound, so a fixed ~10 ms plus ~4 ms per billion parameters.
-- Quantization: default int8 ran ~3x slower than fp16 per token (README: 9.0 vs 24.5 tok/s;
-  the seed memo reports the same "int8 paradox"), pure int8 ~1.7x, nf4/fp4 ~0.85x.
-- Batch size: host-bound steps cost nearly the same for a batch of 8 as for 1 (README: 270 vs
+- Quantization: default int8 is ~3x slower than fp16 per token (H200: 9.0 vs 24.5 tok/s; the
+  study ecomeasure redoes calls it the "int8 paradox"), pure int8 ~1.7x, nf4/fp4 ~0.85x.
+- Batch size: host-bound steps cost nearly the same for a batch of 8 as for 1 (H200: 270 vs
   24.5 tok/s), so a step costs 5 % more per extra sequence.
-- Regime (once the sweep has one): a CUDA-graph decode step skips the per-kernel launch cost
+- Regime: a CUDA-graph decode step skips the per-kernel launch cost
   that dominates eager decode at small batch sizes; taken as ~4x faster at batch size 1,
   converging towards eager as the batch grows.
 - Fixed per configuration: the idle baseline plus ~3 s of setup (the 1 s settle before the
@@ -36,23 +36,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 from .. import models
+from ..schema import ConfigKey
 from .runner import Protocol
-
-
-class ConfigKey(NamedTuple):
-    """One configuration of the sweep: what a results.csv row is about.
-
-    A tuple, so it compares equal to the ``(model, quant, batch_size, regime)`` tuples the
-    sweep keeps.
-    """
-    model: str
-    quant: str
-    batch_size: int
-    regime: str = "eager"
-
 
 STEP_FIXED_S = 0.010
 """Rough: host time of one eager decode step that does not grow with the model."""

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import generation, models, roofline, weights
+from .. import fmt, generation, models, roofline, weights
 from .. import quant as quant_schemes
+from ..errors import summarize
+from ..schema import BASELINE_QUANT, ConfigKey
 from .display import Display
 from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
 from .rows import COUNTER_AGREEMENT_PCT, RowContext, failed_row, iteration_rows, summary_row, utc_now
 from .runner import ConfigRun, Protocol, run_configuration
-from .shard import ConfigKey
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    kind = "out of memory" if is_out_of_memory(exc) else type(exc).__name__
-    text = " ".join(str(exc).split())
-    return f"{kind}: {text[:300]}" if text else kind
+    """One line for a failed row: out of memory named as such, whatever raised it."""
+    return summarize(exc, "out of memory" if is_out_of_memory(exc) else None)
 
 
 def canonical_model(name: str) -> str:
@@ -55,9 +55,9 @@ def canonical_model(name: str) -> str:
 
 
 def ordered_quants(quants: tuple[str, ...]) -> list[str]:
-    """Unique, fp16 first: every other row's delta vs fp16 needs the fp16 row written."""
+    """Unique, the baseline (fp16) first: every other row's delta vs fp16 needs the fp16 row written."""
     unique = list(dict.fromkeys(quants))
-    return sorted(unique, key=lambda q: q != "fp16")
+    return sorted(unique, key=lambda q: q != BASELINE_QUANT)
 
 
 @dataclass
@@ -80,10 +80,10 @@ class Sweep:
     versions: dict[str, str]
     run_file: Path
     run_info: dict[str, Any]
-    written: list[tuple[str, str, int, str]] = field(default_factory=list)
-    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
-    unavailable: list[tuple[str, str, int, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str, int, str]] = field(default_factory=list)
+    written: list[ConfigKey] = field(default_factory=list)
+    failed: list[ConfigKey] = field(default_factory=list)
+    unavailable: list[ConfigKey] = field(default_factory=list)
+    skipped: list[ConfigKey] = field(default_factory=list)
     only: frozenset[ConfigKey] | None = None
     """This process's share of the configurations (a rank under torchrun); None: all."""
     # Token ids of the eager run of each (model, quant, batch size), to check the graph's.
@@ -96,12 +96,11 @@ class Sweep:
     def device_column(self) -> str:
         return "cpu" if self.hardware.device == "cpu" else "cuda"
 
-    def _done(self, model: str, quant: str, batch_size: int, regime: str) -> bool:
+    def _done(self, key: ConfigKey) -> bool:
         # Same model, quant, batch size and regime *measured the same way*: a CPU smoke run
         # or another length must not stand in for the real measurement. A regime found
         # unavailable for a configuration is done too (--redo tries it again).
-        keys = dict(model=model, quant=quant, batch_size=batch_size, regime=regime,
-                    device=self.device_column, new_tokens=self.options.protocol.new_tokens)
+        keys = dict(**key.columns(), device=self.device_column, new_tokens=self.options.protocol.new_tokens)
         return bool(self.store.find(**keys) or self.store.find(status="unavailable", **keys))
 
     def plan(self) -> list[tuple[str, str, list[tuple[int, str]]]]:
@@ -116,10 +115,11 @@ class Sweep:
                 pending = []
                 for bs in dict.fromkeys(self.options.batch_sizes):
                     for regime in regimes:
-                        if self.only is not None and ConfigKey(model, quant, bs, regime) not in self.only:
+                        key = ConfigKey(model, quant, bs, regime)
+                        if self.only is not None and key not in self.only:
                             continue
-                        if not self.options.redo and self._done(model, quant, bs, regime):
-                            self.skipped.append((model, quant, bs, regime))
+                        if not self.options.redo and self._done(key):
+                            self.skipped.append(key)
                         else:
                             pending.append((bs, regime))
                 if pending:
@@ -133,9 +133,8 @@ class Sweep:
     # running ---------------------------------------------------------------------------
     def run(self) -> None:
         plan = self.plan()
-        for model, quant, bs, regime in self.skipped:
-            self.display.log(f"skip {model} {quant} bs={bs} {regime}: already in {self.store.results_csv} "
-                             "(--redo to run again)")
+        for key in self.skipped:
+            self.display.log(f"skip {key.label()}: already in {self.store.results_csv} (--redo to run again)")
         total = sum(len(b) for _, _, b in plan)
         steps = self.options.protocol.warmup + 1 + self.options.protocol.iterations
         resolved: dict[str, weights.Weights | BaseException] = {}
@@ -348,14 +347,14 @@ class Sweep:
             if run.reference is not None:
                 run.reference.save_csv(reference_csv)
             rows = iteration_rows(ctx, run)
-            fp16 = self.store.find(model=ctx.model, quant="fp16", batch_size=ctx.batch_size, regime=ctx.regime,
-                                   device=ctx.device, gpu_name=ctx.gpu_name, gpu_uuid=ctx.gpu_uuid,
-                                   new_tokens=ctx.new_tokens)
+            fp16 = self.store.find(model=ctx.model, quant=BASELINE_QUANT, batch_size=ctx.batch_size,
+                                   regime=ctx.regime, device=ctx.device, gpu_name=ctx.gpu_name,
+                                   gpu_uuid=ctx.gpu_uuid, new_tokens=ctx.new_tokens)
             row = summary_row(ctx, run, rows, fp16[-1] if fp16 else None,
                               self.store.relative(npz) if run.meter is not None else "")
             self.store.append_iterations(rows)
             self.store.append_result(row)
-            self.written.append((ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
+            self.written.append(ConfigKey(ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
             self._note_run(ctx, "ok", run=run, marks=marks)
         for note in run.all_notes:
             self.display.warn(f"{label}: {note}")
@@ -368,7 +367,7 @@ class Sweep:
         with interrupts_deferred():
             self.store.append_result(failed_row(ctx, error, status))
             (self.failed if status == "failed" else self.unavailable).append(
-                (ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
+                ConfigKey(ctx.model, ctx.quant, ctx.batch_size, ctx.regime))
             self._note_run(ctx, status, error=error, marks=marks)
 
     def _note_run(self, ctx: RowContext, status: str, run: ConfigRun | None = None, error: str = "",
@@ -415,12 +414,9 @@ class Sweep:
 
 def _one_line(label: str, row: dict[str, Any]) -> str:
     def f(key: str, digits: int = 0) -> str:
-        value = row.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "-"
-        return f"{round(value, digits) + 0.0:,.{digits}f}"  # + 0.0: no "-0"
+        return fmt.grouped(row.get(key), digits)
     counter = row.get("native_vs_counter_pct")
-    if counter is None or (isinstance(counter, float) and math.isnan(counter)):
+    if not fmt.finite(counter):
         check = "no counter"
     else:
         verdict = "within" if abs(counter) <= COUNTER_AGREEMENT_PCT else "BEYOND"

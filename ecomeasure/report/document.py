@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import fmt, plots, tables
+from .. import fmt
+from . import plots, tables
 from .findings import Finding, check_dataset
 from .load import SEED_LABEL, Dataset
 from .stats import Comparison, compare_dataset

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fmt
-from .load import BASES, Config, Dataset
-from .stats import pct_change
+from .. import fmt
+from ..schema import BASES, vs_baseline_pct
+from .load import Config, Dataset
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -49,10 +49,6 @@ class Finding:
     def claim(self) -> str:
         return CLAIMS[self.key]
 
-    @property
-    def statement(self) -> str:
-        return f"{self.verdict}: {self.detail}"
-
 
 Energies = dict[tuple[str, str, int], tuple[Config, float]]
 
@@ -78,8 +74,8 @@ def _deltas(energies: Energies, quant: str) -> list[tuple[Config, float]]:
     for (model, q, bs), (config, e) in energies.items():
         base = energies.get((model, "fp16", bs))
         if (q == quant and base is not None and config.card == base[0].card
-                and math.isfinite(pct_change(e, base[1]))):
-            out.append((config, pct_change(e, base[1])))
+                and math.isfinite(vs_baseline_pct(e, base[1]))):
+            out.append((config, vs_baseline_pct(e, base[1])))
     return sorted(out, key=lambda item: (item[0].params_b, item[0].model, item[0].batch_size))
 
 
@@ -125,9 +121,9 @@ def int8_pure_recovery(energies: Energies) -> tuple[str, str]:
             continue
         e_base, e_default = base[1], default[1]
         loss = e_default - e_base
-        versus = (f"int8 {fmt.pct(pct_change(e_default, e_base))}, int8_pure "
-                  f"{fmt.pct(pct_change(e_pure, e_base))} vs fp16; int8_pure vs int8 "
-                  f"{fmt.pct(pct_change(e_pure, e_default))}")
+        versus = (f"int8 {fmt.pct(vs_baseline_pct(e_default, e_base))}, int8_pure "
+                  f"{fmt.pct(vs_baseline_pct(e_pure, e_base))} vs fp16; int8_pure vs int8 "
+                  f"{fmt.pct(vs_baseline_pct(e_pure, e_default))}")
         if not loss > 0:
             parts.append(f"{_name(pure)}: {versus}; int8 has no loss to recover")
             continue
@@ -161,7 +157,7 @@ def batch_scaling(energies: Energies) -> tuple[str, str]:
         verdicts.append(SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1])
         text = f"{label}: slope {slope:.2f} over bs {', '.join(map(str, sizes))}"
         if 1 in by_bs and 8 in by_bs:
-            text += f", bs8 vs bs1 {fmt.pct(pct_change(by_bs[8][1], by_bs[1][1]))}"
+            text += f", bs8 vs bs1 {fmt.pct(vs_baseline_pct(by_bs[8][1], by_bs[1][1]))}"
         parts.append(text)
     if not parts:
         return NOT_TESTABLE, "needs one model and config run at two or more batch sizes on one card"

@@ -18,15 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.results import TEXT_COLUMNS, parse_float  # the reader of the files the bench writes
+from ..schema import ITERATIONS_CSV, RESULTS_CSV, TEXT_COLUMNS, parse_float
 
 SEED_LABEL = "seed (published, not measured by ecomeasure)"
 """How the seed's published numbers are labelled wherever they appear."""
 
 SEED_SOURCE = "seed memo 2026-02-13"
-
-RESULTS_CSV = "results.csv"
-ITERATIONS_CSV = "iterations.csv"
 
 REQUIRED_RESULT_COLUMNS: tuple[str, ...] = (
     "status", "model", "params_b", "quant", "batch_size", "gpu_name", "throughput_tok_s_mean",
@@ -45,7 +42,6 @@ METHOD_TITLES: dict[str, str] = {
     "ref": "10 Hz reference method",
     "published": "as published by the seed (its own 10 Hz script)",
 }
-BASES: tuple[str, ...] = ("gross", "net")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..schema import vs_baseline_pct
 from .findings import CROSSOVER_PARAMS_B
 from .load import Config, Dataset, parse_float
-from .stats import baseline_of, pct_change
+from .stats import baseline_of
 from .tables import QUANT_ORDER, config_order
 
 ENERGY_BY_CONFIG_PNG = "energy_by_config.png"
@@ -119,7 +120,7 @@ def plot_nf4_crossover(groups: Sequence[Group], path: Path) -> tuple[Path, str]:
                 base = baseline_of(c, configs)
                 if c.quant != "nf4" or base is None or not math.isfinite(c.params_b):
                     continue
-                delta = pct_change(c.energy_per_1k(method, basis), base.energy_per_1k(method, basis))
+                delta = vs_baseline_pct(c.energy_per_1k(method, basis), base.energy_per_1k(method, basis))
                 if math.isfinite(delta):
                     points.append((c.params_b, delta))
             if not points:

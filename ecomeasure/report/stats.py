@@ -1,4 +1,5 @@
-"""Statistics between each configuration and its fp16 baseline, from per-iteration data.
+"""Statistics between each configuration and its baseline (fp16 unless named), from
+per-iteration data.
 
 Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``), Cohen's d with the pooled
 standard deviation, and 95 % confidence intervals of each mean (``scipy.stats.t.interval``).
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .load import BASES, Config, Dataset
+from ..schema import BASELINE_QUANT, BASES, vs_baseline_pct
+from .load import Config, Dataset
 
 CONFIDENCE = 0.95
-BASELINE_QUANT = "fp16"
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,10 @@ def welch(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def pct_change(new: float, base: float) -> float:
-    """100 * (new - base) / base; NaN if undefined. A baseline energy at or below zero (a net
-    figure within noise of idle) has no meaningful ratio, so it is NaN too."""
-    if not (math.isfinite(new) and math.isfinite(base)) or base <= 0:
-        return math.nan
-    return 100.0 * (new - base) / base
-
-
 @dataclass(frozen=True)
 class Comparison:
-    """One configuration against the fp16 run of the same model, batch size and GPU."""
+    """One configuration against the baseline run (``baseline_quant``) of the same model, batch
+    size and GPU."""
     dataset: str
     gpu_name: str
     model: str
@@ -95,6 +89,7 @@ class Comparison:
     welch_t: float
     welch_p: float
     cohens_d: float
+    baseline_quant: str = BASELINE_QUANT
 
 
 def compare(config: Config, baseline: Config, method: str, basis: str) -> Comparison:
@@ -106,31 +101,32 @@ def compare(config: Config, baseline: Config, method: str, basis: str) -> Compar
     return Comparison(
         dataset=config.dataset, gpu_name=config.gpu_name, model=config.model,
         params_b=config.params_b, batch_size=config.batch_size, quant=config.quant,
-        method=method, basis=basis, config=a, baseline=b, delta_pct=pct_change(a.mean, b.mean),
-        welch_t=t, welch_p=p, cohens_d=cohens_d(x, y))
+        method=method, basis=basis, config=a, baseline=b, delta_pct=vs_baseline_pct(a.mean, b.mean),
+        welch_t=t, welch_p=p, cohens_d=cohens_d(x, y), baseline_quant=baseline.quant)
 
 
-def baseline_of(config: Config, configs: Iterable[Config]) -> Config | None:
-    """The ok fp16 configuration of the same GPU model and card, model, batch size and
+def baseline_of(config: Config, configs: Iterable[Config], baseline: str = BASELINE_QUANT) -> Config | None:
+    """The ok ``baseline`` configuration of the same GPU model and card, model, batch size and
     regime, if any."""
     for other in configs:
-        if (other.ok and other.quant == BASELINE_QUANT and other.gpu_name == config.gpu_name
+        if (other.ok and other.quant == baseline and other.gpu_name == config.gpu_name
                 and other.card == config.card and other.model == config.model
                 and other.batch_size == config.batch_size and other.regime == config.regime):
             return other
     return None
 
 
-def compare_dataset(dataset: Dataset, methods: Sequence[str]) -> list[Comparison]:
-    """Every non-fp16 configuration against its fp16 baseline, per method and basis.
+def compare_dataset(dataset: Dataset, methods: Sequence[str], baseline_quant: str = BASELINE_QUANT
+                    ) -> list[Comparison]:
+    """Every other configuration against its ``baseline_quant`` run, per method and basis.
     The seed's published dataset has no iterations and yields nothing."""
     if dataset.is_seed:
         return []
     out = []
     for config in dataset.ok:
-        if config.quant == BASELINE_QUANT:
+        if config.quant == baseline_quant:
             continue
-        baseline = baseline_of(config, dataset.ok)
+        baseline = baseline_of(config, dataset.ok, baseline_quant)
         if baseline is None or not (config.iterations or baseline.iterations):
             continue
         for method in methods:

@@ -6,11 +6,12 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .. import fmt
 from ..generation import REGIMES
-from . import fmt
+from ..schema import BASELINE_QUANT, vs_baseline_pct
 from .findings import CLAIMS, Finding
 from .load import METHOD_TITLES, Config, Dataset
-from .stats import BASELINE_QUANT, Comparison, baseline_of, pct_change
+from .stats import Comparison, baseline_of
 
 QUANT_ORDER = ("fp16", "bf16", "nf4", "nf4_dq", "fp4", "int8", "int8_pure")
 
@@ -66,10 +67,10 @@ def result_row(config: Config, method: str, configs: Sequence[Config]) -> dict[s
         "power_w_mean": config.power_w(method), "power_w_std": config.power_std_w(method),
         "idle_power_w": config.idle_power_w(method),
         "energy_j_per_1k_mean": energy["gross"], "energy_j_per_1k_std": energy_sd,
-        "delta_vs_fp16_pct": pct_change(energy["gross"], base_energy["gross"]),
+        "delta_vs_fp16_pct": vs_baseline_pct(energy["gross"], base_energy["gross"]),
         "energy_net_j_per_1k_mean": energy["net"],
         "energy_net_j_per_1k_std": config.energy_std(method, "net"),
-        "delta_vs_fp16_net_pct": pct_change(energy["net"], base_energy["net"]),
+        "delta_vs_fp16_net_pct": vs_baseline_pct(energy["net"], base_energy["net"]),
         "energy_cv_pct": 100.0 * energy_sd / energy["gross"]
         if math.isfinite(energy_sd) and energy["gross"] else math.nan,
     })
@@ -132,7 +133,7 @@ def comparison_markdown(columns: Sequence[tuple[Dataset, str, str]], basis: str)
             if not math.isfinite(energy):
                 continue
             base = baseline_of(c, configs)
-            delta = pct_change(energy, base.energy_per_1k(method, basis)) if base else math.nan
+            delta = vs_baseline_pct(energy, base.energy_per_1k(method, basis)) if base else math.nan
             text = fmt.energy(energy)
             if c.quant != BASELINE_QUANT and math.isfinite(delta):
                 text += f" ({fmt.pct(delta)})"

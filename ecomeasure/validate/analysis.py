@@ -14,14 +14,13 @@ import numpy as np
 
 from ..meter import SOURCES, Meter
 from ..reference import ReferenceMeter
+from ..units import NAN, NS_PER_S
 from .methods import METHODS, window_energies
 from .plan import Item, PlanSettings, Schedule
 from .run import BurstRecord, Recording, record
-from .truth import DifferentialTruth, Diagnostics, diagnostics, differential_truth, interior_bias
+from .truth import Diagnostics, DifferentialTruth, diagnostics, differential_truth, interior_bias
 from .workloads import CounterReader, Workload
 
-_NS = 1_000_000_000
-NAN = float("nan")
 
 @dataclass
 class WindowResult:
@@ -51,7 +50,7 @@ class WindowResult:
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
     def error(self, method: str, truth: str = "truth", view: str = "window") -> float:
         """(method - truth) / truth; ``truth``: ``truth`` (differential) or ``exact``;
@@ -125,9 +124,9 @@ def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
     elif item.kind == "steady":
         (burst,) = result.bursts
         for length in item.tile_lengths_s:
-            step_ns = round(length * _NS)
+            step_ns = round(length * NS_PER_S)
             # Inside the load only: past its start-up, and clear of its end.
-            t, last = burst.start_ns + round(item.settle_s * _NS), burst.end_ns - round(item.settle_s * _NS)
+            t, last = burst.start_ns + round(item.settle_s * NS_PER_S), burst.end_ns - round(item.settle_s * NS_PER_S)
             while t + step_ns <= last:
                 spans.append((length, t, t + step_ns, (NAN, NAN), NAN))
                 t += step_ns
@@ -140,18 +139,18 @@ def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
             continue
         e = window_energies(meter, reference, a, b, edges)
         tau, tail = NAN, {m: NAN for m in e.energy_j}
-        tau_ns = round(tail_s * _NS)
+        tau_ns = round(tail_s * NS_PER_S)
         if (truth is not None and k < len(gaps_after) and tail_s > 0 and gaps_after[k] >= tau_ns
                 and math.isfinite(truth.idle_w)):
             # The window plus tau of the idle after it, less idle power times tau: what the
             # burst caused, tail included, as the truth counts it. Host edges cannot move.
             extended = window_energies(meter, reference, a, b + tau_ns)
-            tau = tau_ns / _NS
+            tau = tau_ns / NS_PER_S
             tail = {m: (v - truth.idle_w * tau if m != "counter_at_edges" else NAN)
                     for m, v in extended.energy_j.items()}
         out.append(WindowResult(
             kind=item.kind, label=item.label, length_s=length, item=result.index, index=k,
-            start_ns=a, end_ns=b, truth_j=truth.energy_j((b - a) / _NS) if truth else NAN,
+            start_ns=a, end_ns=b, truth_j=truth.energy_j((b - a) / NS_PER_S) if truth else NAN,
             exact_j=exact_energy_j(a, b) if exact_energy_j else NAN,
             energy_j=e.energy_j, headline_method=e.headline_method, complete=e.complete, events_s=events_s,
             tail_s=tau, energy_tail_j=tail))
@@ -160,10 +159,10 @@ def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
 
 def _step_trace(result: ItemResult, meter: Meter, reference: ReferenceMeter | None) -> StepTrace:
     a0, a1 = result.run_a
-    t0 = a0 / _NS
+    t0 = a0 / NS_PER_S
 
     def cut(t_s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        keep = (t_s >= t0) & (t_s <= a1 / _NS)
+        keep = (t_s >= t0) & (t_s <= a1 / NS_PER_S)
         return t_s[keep] - t0, v[keep]
 
     sources = {}
@@ -177,7 +176,7 @@ def _step_trace(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
         sources[source] = cut(t, v)
     ref = cut(*reference.samples()) if reference is not None else (np.array([]), np.array([]))
     (burst,) = result.bursts
-    return StepTrace(sources, ref, (burst.start_ns / _NS - t0, burst.end_ns / _NS - t0))
+    return StepTrace(sources, ref, (burst.start_ns / NS_PER_S - t0, burst.end_ns / NS_PER_S - t0))
 
 
 def evaluate(recording: Recording, meter: Meter, reference: ReferenceMeter | None, *,
@@ -327,7 +326,7 @@ def analyse(recording: Recording, settings: PlanSettings, meter: Meter, referenc
     if len(differences_s):
         info["marks_vs_events_us"] = (float(np.median(np.abs(differences_s))) * 1e6,
                                       float(differences_s[np.argmax(np.abs(differences_s))]) * 1e6)
-    info["recording_s"] = (recording.end_ns - recording.start_ns) / _NS
+    info["recording_s"] = (recording.end_ns - recording.start_ns) / NS_PER_S
     info["windows"] = len(windows)
     fallbacks = [f"{r.item.label}: {r.truth.boundary_note}" for r in items
                  if r.truth is not None and not r.truth.boundary_note.startswith("idle fit")]

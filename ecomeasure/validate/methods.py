@@ -15,9 +15,7 @@ from dataclasses import dataclass
 
 from ..meter import Meter
 from ..reference import ReferenceMeter, ReferenceUnavailableError, bind_library
-
-_NS = 1_000_000_000
-NAN = float("nan")
+from ..units import NAN, NS_PER_S
 
 METHODS: tuple[str, ...] = ("headline", "samples", "instant", "average", "counter",
                             "reference_10hz", "counter_at_edges")
@@ -85,7 +83,7 @@ def window_energies(meter: Meter, reference: ReferenceMeter | None, start_ns: in
     energy = {"headline": m.energy_j}
     for source in ("samples", "instant", "average", "counter"):
         energy[source] = m.source_energy_j(source)
-    energy["reference_10hz"] = (reference.energy_j(start_ns / _NS, end_ns / _NS).energy_j
+    energy["reference_10hz"] = (reference.energy_j(start_ns / NS_PER_S, end_ns / NS_PER_S).energy_j
                                 if reference is not None else NAN)
     before, after = counter_edges_j
     energy["counter_at_edges"] = after - before

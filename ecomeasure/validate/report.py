@@ -7,25 +7,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..fmt import fraction_pct, significant
+from ..units import NS_PER_S
 from .analysis import SummaryRow, Validation, check_goals
 from .methods import DESCRIPTION, METHODS
 from .plan import EDGE_MARGIN_S
 from .truth import FIT_REACH_S, TAIL_GUARD_S
 
-_NS = 1_000_000_000
 SHORT = {"headline": "headline", "samples": "samples", "instant": "instant", "average": "average",
          "counter": "counter", "reference_10hz": "ref 10 Hz", "counter_at_edges": "ctr@edges"}
-
-
-def _num(x: float, digits: int = 6) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
-
-
-def pct(x: float, signed: bool = True) -> str:
-    """A fraction as a percentage for tables: 0.0123 -> "+1.2%"; NaN -> "-"."""
-    if x is None or not math.isfinite(x):
-        return "-"
-    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
 
 
 def write_summary_csv(summary: list[SummaryRow], validation: Validation, path: Path) -> Path:
@@ -39,10 +29,10 @@ def write_summary_csv(summary: list[SummaryRow], validation: Validation, path: P
         for row in summary:
             result = validation.items[row.item]
             truth, diag = result.truth, result.diagnostics
-            w.writerow([row.kind, row.label, _num(row.length_s), row.method, row.n, _num(row.median_error),
-                        _num(row.median_abs_error), _num(row.worst_error), _num(row.mean_duration_s),
-                        _num(truth.counter_bound) if truth else "",
-                        _num(diag.tail_fraction) if diag else "", _num(diag.idle_mismatch_fraction) if diag else ""])
+            w.writerow([row.kind, row.label, significant(row.length_s), row.method, row.n, significant(row.median_error),
+                        significant(row.median_abs_error), significant(row.worst_error), significant(row.mean_duration_s),
+                        significant(truth.counter_bound) if truth else "",
+                        significant(diag.tail_fraction) if diag else "", significant(diag.idle_mismatch_fraction) if diag else ""])
     return path
 
 
@@ -54,11 +44,11 @@ def write_windows_csv(validation: Validation, path: Path) -> Path:
                     "exact_j"] + [f"{m}_j" for m in METHODS] + ["headline_method", "complete", "events_s",
                                                                "tail_s"] + [f"{m}_tail_j" for m in METHODS])
         for win in validation.windows:
-            w.writerow([win.kind, win.label, _num(win.length_s), win.index, f"{win.start_ns / _NS:.9f}",
-                        f"{win.end_ns / _NS:.9f}", _num(win.duration_s, 9), _num(win.truth_j, 9),
-                        _num(win.exact_j, 9)] + [_num(win.energy_j[m], 9) for m in METHODS]
-                       + [win.headline_method, int(win.complete), _num(win.events_s, 9), _num(win.tail_s)]
-                       + [_num(win.energy_tail_j.get(m, math.nan), 9) for m in METHODS])
+            w.writerow([win.kind, win.label, significant(win.length_s), win.index, f"{win.start_ns / NS_PER_S:.9f}",
+                        f"{win.end_ns / NS_PER_S:.9f}", significant(win.duration_s, 9), significant(win.truth_j, 9),
+                        significant(win.exact_j, 9)] + [significant(win.energy_j[m], 9) for m in METHODS]
+                       + [win.headline_method, int(win.complete), significant(win.events_s, 9), significant(win.tail_s)]
+                       + [significant(win.energy_tail_j.get(m, math.nan), 9) for m in METHODS])
     return path
 
 
@@ -73,10 +63,10 @@ def write_truth_csv(validation: Validation, path: Path) -> Path:
             t, d = r.truth, r.diagnostics
             if t is None or d is None:
                 continue
-            w.writerow([r.item.kind, r.item.label, t.repetitions, _num(t.burst_s), _num(t.active_s),
-                        _num(t.active_j), _num(t.idle_s), _num(t.idle_j), _num(t.idle_w), _num(t.burst_w),
-                        _num(t.counter_bound), _num(d.idle_samples_w), _num(d.gap_samples_w), _num(d.tail_j),
-                        _num(d.tail_fraction), _num(d.idle_mismatch_fraction), " ".join(
+            w.writerow([r.item.kind, r.item.label, t.repetitions, significant(t.burst_s), significant(t.active_s),
+                        significant(t.active_j), significant(t.idle_s), significant(t.idle_j), significant(t.idle_w), significant(t.burst_w),
+                        significant(t.counter_bound), significant(d.idle_samples_w), significant(d.gap_samples_w), significant(d.tail_j),
+                        significant(d.tail_fraction), significant(d.idle_mismatch_fraction), " ".join(
                             how.replace(" ", "") for how in t.boundaries)])
     return path
 
@@ -90,7 +80,7 @@ def table_rows(validation: Validation, view: str = "window") -> tuple[list[str],
         seen.setdefault((row.item, row.label, row.length_s), {})[row.method] = row
     for (_, label, length), by_method in seen.items():
         n = max(r.n for r in by_method.values())
-        cells = [f"{pct(by_method[m].median_error)} ({pct(by_method[m].worst_error)})"
+        cells = [f"{fraction_pct(by_method[m].median_error)} ({fraction_pct(by_method[m].worst_error)})"
                  if m in by_method and by_method[m].n else "-" for m in METHODS]
         rows.append([label, f"{length:g} s", str(n)] + cells)
     return header, rows
@@ -104,10 +94,10 @@ def goal_lines(validation: Validation) -> list[str]:
     for name, summary in views:
         for g in check_goals(summary):
             ref = g.reference
-            ref_text = (f"10 Hz reference median {pct(ref.median_error)}, worst {pct(ref.worst_error)}"
+            ref_text = (f"10 Hz reference median {fraction_pct(ref.median_error)}, worst {fraction_pct(ref.worst_error)}"
                         if ref and ref.n else "10 Hz reference: no data")
             lines.append(f"{name}, {g.length_s:g} s: headline median |error| "
-                         f"{pct(g.headline.median_abs_error, False)} (worst {pct(g.headline.worst_error)}) vs goal "
+                         f"{fraction_pct(g.headline.median_abs_error, False)} (worst {fraction_pct(g.headline.worst_error)}) vs goal "
                          f"{g.limit:.0%}: {'MET' if g.met else 'NOT MET'}; {ref_text}")
     return lines
 
@@ -217,8 +207,8 @@ def _goal_table(checks) -> list[str]:
              "|---|---|---|---|---|---|"]
     for g in checks:
         ref = g.reference
-        ref_text = f"{pct(ref.median_error)} ({pct(ref.worst_error)})" if ref and ref.n else "-"
-        lines.append(f"| {g.length_s:g} s | {pct(g.headline.median_error)} ({pct(g.headline.worst_error)}) | "
+        ref_text = f"{fraction_pct(ref.median_error)} ({fraction_pct(ref.worst_error)})" if ref and ref.n else "-"
+        lines.append(f"| {g.length_s:g} s | {fraction_pct(g.headline.median_error)} ({fraction_pct(g.headline.worst_error)}) | "
                      f"{g.limit:.0%} | {'yes' if g.met else '**no**'} | {'yes' if g.met_by_worst else 'no'} | "
                      f"{ref_text} |")
     if not checks:
@@ -288,7 +278,7 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
 
     lines += ["## Methods", ""] + [f"- `{m}`: {DESCRIPTION[m]}" for m in METHODS] + [""]
 
-    interior = next((pct(r.interior_bias) for r in v.items if r.item.kind == "steady"), "-")
+    interior = next((fraction_pct(r.interior_bias) for r in v.items if r.item.kind == "steady"), "-")
     lines += ["## Truth", "", TRUTH_TEXT.format(edge=v.settings.edge_idle_s, settle=v.settings.steady_settle_s,
                                                  u=v.counter_update_s, interior=interior, interval=interval,
                                                  reach=FIT_REACH_S, guard=TAIL_GUARD_S,
@@ -302,7 +292,7 @@ def markdown(validation: Validation, plots: dict[str, str] | None = None) -> str
             continue
         lines.append(f"| {r.item.label} | {t.repetitions} | {_format(t.burst_s, ' s', 2)} | "
                      f"{_format(t.active_s, ' s')} | {_format(t.idle_w, ' W')} | {_format(t.burst_w, ' W')} | "
-                     f"{pct(t.counter_bound, False)} | {pct(d.tail_fraction)} | {pct(d.idle_mismatch_fraction)} | "
+                     f"{fraction_pct(t.counter_bound, False)} | {fraction_pct(d.tail_fraction)} | {fraction_pct(d.idle_mismatch_fraction)} | "
                      f"{t.boundary_note} |")
     lines.append("")
 

@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 
 from ..meter import Meter
 from ..reference import ReferenceMeter
+from ..units import NAN, NS_PER_S
 from .plan import Item, Schedule
 from .workloads import CounterReader, Workload
-
-_NS = 1_000_000_000
-NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,7 @@ class BurstRecord:
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / _NS
+        return (self.end_ns - self.start_ns) / NS_PER_S
 
 
 @dataclass
@@ -62,7 +60,7 @@ def execute(schedule: Schedule, workload: Workload, read_counter_j: CounterReade
         elif op.kind == "idle":
             if op.match_run:
                 a0, a1 = rec.runs[(op.item, "A")]
-                workload.idle((a1 - a0) / _NS)
+                workload.idle((a1 - a0) / NS_PER_S)
             else:
                 workload.idle(op.duration_s)
         else:
@@ -94,7 +92,7 @@ def record(schedule: Schedule, workload: Workload, meter: Meter, reference: Refe
     recording = execute(schedule, workload, read_counter_j, on_item)
     _wait_for_counter(meter, recording.end_ns)
     if reference is not None:
-        reference.wait_past(recording.end_ns / _NS, timeout_s=1.0)
+        reference.wait_past(recording.end_ns / NS_PER_S, timeout_s=1.0)
         reference.stop()
     meter.stop()
     return recording

@@ -23,14 +23,13 @@ import numpy as np
 from .. import _native
 from ..meter import SOURCES, Meter, SavedTraces, _measurement, load_traces
 from ..reference import ReferenceEnergy, ReferenceMeter
+from ..units import NAN, NS_PER_S
 from .analysis import Validation, analyse
 from .plan import Item, PlanSettings, Schedule
 from .plots import error_vs_length, step_trace
 from .report import write_markdown, write_summary_csv, write_truth_csv, write_windows_csv
 from .run import BurstRecord, Recording
 
-_NS = 1_000_000_000
-NAN = float("nan")
 RUN_JSON = "run.json"
 RAW_FILES = (RUN_JSON, "traces.npz", "reference.csv")
 """What a re-analysis reads; commit these (the other files are derived from them)."""
@@ -69,7 +68,7 @@ def _ns(text: str) -> int:
     text = text.strip()
     sign = -1 if text.startswith("-") else 1
     whole, _, frac = text.lstrip("+-").partition(".")
-    return sign * (int(whole or 0) * _NS + int((frac + "000000000")[:9]))
+    return sign * (int(whole or 0) * NS_PER_S + int((frac + "000000000")[:9]))
 
 
 class SavedReference:
@@ -86,13 +85,13 @@ class SavedReference:
         self._power_w = np.array(p, dtype=np.float64)
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._t_ns / _NS, self._power_w
+        return self._t_ns / NS_PER_S, self._power_w
 
     def energy_j(self, t0_s: float, t1_s: float) -> ReferenceEnergy:
         if len(self._t_ns) == 0:
             return ReferenceEnergy(NAN, 0, False)
-        energy_j, inside, covered = _native.trapezoid(self._t_ns, self._power_w, int(round(t0_s * _NS)),
-                                                      int(round(t1_s * _NS)))
+        energy_j, inside, covered = _native.trapezoid(self._t_ns, self._power_w, int(round(t0_s * NS_PER_S)),
+                                                      int(round(t1_s * NS_PER_S)))
         return ReferenceEnergy(float(energy_j), int(inside), bool(covered))
 
 

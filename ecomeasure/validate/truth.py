@@ -43,9 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_NS = 1_000_000_000
-NAN = float("nan")
-
+from ..units import NAN, NS_PER_S
 
 FIT_REACH_S = 3.0
 """How far from a run boundary its idle-side counter readings are taken."""
@@ -65,7 +63,7 @@ def idle_side_counter_j(t_ns: np.ndarray, cumulative_j: np.ndarray, at_ns: int, 
     readings around ``at_ns``), or ``none`` (no readings around it: NaN)."""
     t = np.asarray(t_ns, dtype=np.int64)
     e = np.asarray(cumulative_j, dtype=np.float64)
-    reach_ns = round(reach_s * _NS)
+    reach_ns = round(reach_s * NS_PER_S)
     if side == "before":
         lo, hi = at_ns - reach_ns, at_ns
         if limit_ns is not None:
@@ -78,7 +76,7 @@ def idle_side_counter_j(t_ns: np.ndarray, cumulative_j: np.ndarray, at_ns: int, 
         raise ValueError(f"side must be 'before' or 'after', not {side!r}")
     keep = (t >= lo) & (t <= hi)
     if np.count_nonzero(keep) >= 2:
-        x = (t[keep] - at_ns).astype(np.float64) / _NS
+        x = (t[keep] - at_ns).astype(np.float64) / NS_PER_S
         y = e[keep]
         xm, ym = x.mean(), y.mean()
         sxx = float(np.sum((x - xm) ** 2))
@@ -166,7 +164,7 @@ def differential_truth(counter_t_ns: np.ndarray, counter_j: np.ndarray, run_a: t
     those before it. ``busy_ns``: every burst of the recording (marks, ns); the idle side is
     cut short ``TAIL_GUARD_S`` after a burst's end and ``START_GUARD_S`` before a burst's start."""
     busy = busy_ns or []
-    tail_ns, start_ns = round(TAIL_GUARD_S * _NS), round(START_GUARD_S * _NS)
+    tail_ns, start_ns = round(TAIL_GUARD_S * NS_PER_S), round(START_GUARD_S * NS_PER_S)
 
     def value(at: int, side: str) -> tuple[float, str]:
         if side == "before":
@@ -182,8 +180,8 @@ def differential_truth(counter_t_ns: np.ndarray, counter_j: np.ndarray, run_a: t
     b0, _ = value(run_b[0], "after")  # the same readings as A's end: B's start is A's end
     b1, how_b1 = value(run_b[1], "before")
     return DifferentialTruth(
-        active_j=a1 - a0, active_s=(run_a[1] - run_a[0]) / _NS,
-        idle_j=b1 - b0, idle_s=(run_b[1] - run_b[0]) / _NS,
+        active_j=a1 - a0, active_s=(run_a[1] - run_a[0]) / NS_PER_S,
+        idle_j=b1 - b0, idle_s=(run_b[1] - run_b[0]) / NS_PER_S,
         burst_s=float(sum(burst_durations_s)), repetitions=len(burst_durations_s),
         counter_update_s=counter_update_s, boundaries=(how_a0, how_a1, how_b1))
 
@@ -211,17 +209,17 @@ def diagnostics(samples_energy_j, truth: DifferentialTruth, run_a: tuple[int, in
                 bursts_ns: list[tuple[int, int]], tail_s: float = 0.1, margin_s: float = 0.05) -> Diagnostics:
     """``samples_energy_j(t0_ns, t1_ns)`` integrates the driver samples. Power levels are
     taken from the samples alone, so any scale error of the samples cancels."""
-    idle_w = samples_energy_j(*run_b) / ((run_b[1] - run_b[0]) / _NS)
-    tail_ns, margin_ns = round(tail_s * _NS), round(margin_s * _NS)
+    idle_w = samples_energy_j(*run_b) / ((run_b[1] - run_b[0]) / NS_PER_S)
+    tail_ns, margin_ns = round(tail_s * NS_PER_S), round(margin_s * NS_PER_S)
     tails, gaps_j, gaps_s = [], 0.0, 0.0
     previous_end = run_a[0]
     nexts = [start for start, _ in bursts_ns[1:]] + [run_a[1]]
     for (start, end), next_start in zip(bursts_ns, nexts):
         if min(start - previous_end, next_start - end) >= 2 * tail_ns:  # room on both sides
             tails.append(samples_energy_j(end, end + tail_ns) - samples_energy_j(start - tail_ns, start))
-        if next_start - margin_ns - (end + tail_ns) > 0.1 * _NS:  # long enough to say something
+        if next_start - margin_ns - (end + tail_ns) > 0.1 * NS_PER_S:  # long enough to say something
             gaps_j += samples_energy_j(end + tail_ns, next_start - margin_ns)
-            gaps_s += (next_start - margin_ns - end - tail_ns) / _NS
+            gaps_s += (next_start - margin_ns - end - tail_ns) / NS_PER_S
         previous_end = end
     burst_j = truth.burst_w * truth.burst_s
     tail_j = float(np.mean(tails)) if tails else NAN
@@ -237,9 +235,9 @@ def interior_bias(samples_energy_j, load_ns: tuple[int, int], settle_s: float) -
     """How much a steady load's mean power (start-up included) exceeds its mean power
     ``settle_s`` clear of both ends, where its windows lie; from the driver samples."""
     start, end = load_ns
-    settle_ns = round(settle_s * _NS)
-    inside_s = (end - start - 2 * settle_ns) / _NS
+    settle_ns = round(settle_s * NS_PER_S)
+    inside_s = (end - start - 2 * settle_ns) / NS_PER_S
     if inside_s <= 0:
         return NAN
-    whole_w = samples_energy_j(start, end) / ((end - start) / _NS)
+    whole_w = samples_energy_j(start, end) / ((end - start) / NS_PER_S)
     return whole_w / (samples_energy_j(start + settle_ns, end - settle_ns) / inside_s) - 1.0

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..errors import SetupError
 from ..meter import Meter
+from ..units import NAN, NS_PER_S
 from .plan import Schedule
 
-_NS = 1_000_000_000
-NAN = float("nan")
 CounterReader = Callable[[], float]
 """Reads the GPU's energy counter now, in joules (the Zeus/CodeCarbon way)."""
 
@@ -69,7 +69,7 @@ class Workload(Protocol):
 
 def _sleep_until(t_ns: int) -> None:
     while (left := t_ns - time.monotonic_ns()) > 0:
-        time.sleep(left / _NS)
+        time.sleep(left / NS_PER_S)
 
 
 class ScriptedWorkload:
@@ -85,7 +85,7 @@ class ScriptedWorkload:
                  lead_s: float = 0.5) -> None:
         self.t0_ns = int(t0_ns)
         self.idle_w, self.load_w = float(idle_w), float(load_w)
-        self.start_ns = self.t0_ns + round(lead_s * _NS)
+        self.start_ns = self.t0_ns + round(lead_s * NS_PER_S)
         self._cursor_ns = self.start_ns
         self._load_intervals_ns = self._simulate(plan)
         self.end_ns = self._end_ns
@@ -98,7 +98,7 @@ class ScriptedWorkload:
             if op.kind in ("begin", "end") and op.run == "A":
                 active[(op.item, op.kind)] = cursor
             step = (active[(op.item, "end")] - active[(op.item, "begin")] if op.match_run
-                    else round(op.duration_s * _NS))
+                    else round(op.duration_s * NS_PER_S))
             if op.kind == "burst":
                 intervals.append((cursor, cursor + step))
             if op.kind in ("burst", "idle"):
@@ -110,26 +110,26 @@ class ScriptedWorkload:
         """The power profile as (profile seconds, watts) breakpoints for the fake NVML."""
         points = [(0.0, self.idle_w)]
         for a, b in self._load_intervals_ns:
-            points += [((a - self.t0_ns) / _NS, self.load_w), ((b - self.t0_ns) / _NS, self.idle_w)]
+            points += [((a - self.t0_ns) / NS_PER_S, self.load_w), ((b - self.t0_ns) / NS_PER_S, self.idle_w)]
         return points
 
     def exact_energy_j(self, t0_ns: int, t1_ns: int) -> float:
         """The profile's exact energy over [t0_ns, t1_ns]."""
         busy_ns = sum(max(0, min(b, t1_ns) - max(a, t0_ns)) for a, b in self._load_intervals_ns)
-        return (self.idle_w * (t1_ns - t0_ns - busy_ns) + self.load_w * busy_ns) / _NS
+        return (self.idle_w * (t1_ns - t0_ns - busy_ns) + self.load_w * busy_ns) / NS_PER_S
 
     def now_ns(self) -> int:
         return self._cursor_ns
 
     def idle(self, duration_s: float) -> None:
-        self._cursor_ns += round(duration_s * _NS)
+        self._cursor_ns += round(duration_s * NS_PER_S)
         _sleep_until(self._cursor_ns)
 
     def burst(self, duration_s: float, read_counter_j: CounterReader | None = None) -> Burst:
         _sleep_until(self._cursor_ns)
         before = read_counter_j() if read_counter_j else NAN
         start = self._cursor_ns
-        self._cursor_ns += round(duration_s * _NS)
+        self._cursor_ns += round(duration_s * NS_PER_S)
         _sleep_until(self._cursor_ns)
         after = read_counter_j() if read_counter_j else NAN
         return Burst(ScheduledMark(start), ScheduledMark(self._cursor_ns), before, after)
@@ -138,10 +138,6 @@ class ScriptedWorkload:
 # --- the GPU's workload ---------------------------------------------------------------------
 
 MATMUL_SIZE = 8192  # 2 * 8192^3 flop: ~1-2 ms a matmul on an H100/H200
-
-
-class SetupError(RuntimeError):
-    """The validation cannot run its GPU workloads here; the message says why."""
 
 
 NEEDS = "the validation's workloads need an NVIDIA GPU and PyTorch or CuPy with CUDA"

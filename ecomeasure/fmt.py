@@ -1,13 +1,18 @@
-"""Numbers as the seed's tables write them; "n/a" for anything missing."""
+"""Every number as text: the report's tables (as the seed's tables write them, "n/a" or a dash
+for anything missing), the benchmark's console summary and log lines, and the validation's
+tables and CSV files."""
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 NA = "n/a"
 DASH = "—"
+MISSING = "-"
+"""A missing figure in the console and the validation's tables (ASCII)."""
 
 
-def finite(x: float | None) -> bool:
+def finite(x: object) -> TypeGuard[float]:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
@@ -75,3 +80,39 @@ def csv_cell(x: object) -> str:
     if isinstance(x, float):
         return "" if math.isnan(x) else f"{x:.10g}"
     return str(x)
+
+
+# the console (``python -m ecomeasure.bench``) -------------------------------------------------
+def _without_negative_zero(x: float, digits: int) -> float:
+    """``x`` rounded to ``digits``, with -0.0 made 0.0: a tiny negative figure prints "0"."""
+    return round(x, digits) + 0.0
+
+
+def grouped(x: float | None, digits: int = 0) -> str:
+    """``1,659`` or ``94.87``: thousands separators, ``digits`` decimals, never "-0"; "-" if missing."""
+    if not finite(x):
+        return MISSING
+    return f"{_without_negative_zero(x, digits):,.{digits}f}"
+
+
+def signed_pct(x: float | None) -> str:
+    """A change in percent, ``+26.5 %``, never "-0.0 %"; "-" if missing."""
+    return f"{_without_negative_zero(x, 1):+.1f} %" if finite(x) else MISSING
+
+
+def share_pct(x: float | None) -> str:
+    """A share (0..1) in whole percent: ``0.87`` -> ``87 %``; "-" if missing."""
+    return f"{100 * x:.0f} %" if finite(x) else MISSING
+
+
+# the validation (``python -m ecomeasure.validate``) -------------------------------------------
+def significant(x: float | None, digits: int = 6) -> str:
+    """A CSV cell to ``digits`` significant digits; empty if missing."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+
+
+def fraction_pct(x: float | None, signed: bool = True) -> str:
+    """A fraction in percent for tables: 0.0123 -> ``+1.2%``; "-" if missing."""
+    if x is None or not math.isfinite(x):
+        return MISSING
+    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
