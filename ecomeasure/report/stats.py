@@ -110,11 +110,11 @@ def compare(config: Config, baseline: Config, method: str, basis: str) -> Compar
         welch_t=t, welch_p=p, cohens_d=cohens_d(x, y))
 
 
-def baseline_of(config: Config, configs: Iterable[Config]) -> Config | None:
-    """The ok fp16 configuration of the same GPU model and card, model, batch size and
-    regime, if any."""
+def baseline_of(config: Config, configs: Iterable[Config], quant: str = BASELINE_QUANT) -> Config | None:
+    """The ok ``quant`` (fp16 unless named) configuration of the same GPU model and card,
+    model, batch size and regime, if any."""
     for other in configs:
-        if (other.ok and other.quant == BASELINE_QUANT and other.gpu_name == config.gpu_name
+        if (other.ok and other.quant == quant and other.gpu_name == config.gpu_name
                 and other.card == config.card and other.model == config.model
                 and other.batch_size == config.batch_size and other.regime == config.regime):
             return other
