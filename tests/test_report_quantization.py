@@ -239,3 +239,46 @@ def test_report_headings_keep_relative_inputs(two_card_report):
         assert str(two_card_report) not in (out / name).read_text(), name
     headings = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("#")]
     assert all("/tmp" not in h and not h.split(" - ")[-1].startswith("/") for h in headings)
+
+
+def test_plot_says_why_without_a_scheme_that_removes_bytes(tmp_path):
+    root = write_results_dir(tmp_path / "r", [c for c in sweep(H200) if c.quant in ("fp16", "bf16")])
+    path, caption = floor.plot_energy_vs_bytes(list(figures(root).values()), tmp_path / "p.png")
+    assert caption.startswith("not plotted") and path.stat().st_size > 0
+
+
+# the prose of README.md and docs/quantization.md: every figure from the committed dataset --------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_h200_figures_in_the_prose_are_the_data():
+    dataset = load_results_dir(ROOT / "docs" / "results" / "2026-11-30-h200")
+    graph = [f for f in floor.figures_of([dataset], ("native",))
+             if (f.basis, f.config.regime, f.config.batch_size) == ("gross", "graph", 1)]
+
+    def span(quant: str, value, digits: int, sep: str = "-") -> str:
+        values = sorted(value(f) for f in graph if f.config.quant == quant and f.removes_bytes)
+        return f"{values[0]:.{digits}f}{sep}{values[-1]:.{digits}f}"
+
+    nf4_bytes = span("nf4", lambda f: -f.predicted_pct, 0)
+    nf4_floor = span("nf4", lambda f: f.floor_share, 2)
+    nf4_realized = span("nf4", lambda f: f.realized_share, 2)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"reaches {nf4_floor} of fp16's fraction",
+                   f"saves {nf4_realized} of what its bytes predict"):
+        assert phrase in readme, phrase
+    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"costs {span('nf4', lambda f: -f.measured.pct, 1)} % less",
+                   f"{nf4_realized} of its bytes' saving",
+                   f"reach {span('nf4', lambda f: 100 * f.floor_fraction, 0)} % of the floor",
+                   f"{nf4_floor} of fp16's fraction",
+                   f"Pure int8 reads {span('int8_pure', lambda f: -f.predicted_pct, 0)} % fewer bytes",
+                   f"realizes {span('int8_pure', lambda f: f.realized_share, 2, ' to ')} of",
+                   f"at {span('int8_pure', lambda f: f.floor_share, 2)} of fp16's floor fraction"):
+        assert phrase in doc, phrase
+    verdicts = {(f.dataset.split(" · ")[-1], f.basis): f for f in floor.check_bytes_at_floor(
+        floor.figures_of([dataset], ("native",)))}
+    for regime in ("eager", "graph"):
+        for basis in ("gross", "net"):
+            f = verdicts[(regime, basis)]
+            assert f.verdict == "holds" and "only 'only when' is tested" in f.detail, (regime, basis)

@@ -288,14 +288,21 @@ def decide_bytes_at_floor(figures: Sequence[SchemeFigure]) -> tuple[str, str]:
 
 
 def check_bytes_at_floor(figures: Sequence[SchemeFigure]) -> list[Finding]:
-    """decide_bytes_at_floor per dataset (one regime), GPU, method and basis."""
+    """decide_bytes_at_floor per dataset, regime, GPU, method and basis (a dataset holding
+    several regimes is labelled ``<label> · <regime>``, as split_by_regime does)."""
     out = []
-    groups = dict.fromkeys((f.config.dataset, f.config.gpu_name, f.method, f.basis) for f in figures)
-    for dataset, gpu, method, basis in groups:
-        mine = [f for f in figures if (f.config.dataset, f.config.gpu_name, f.method, f.basis)
-                == (dataset, gpu, method, basis)]
-        verdict, detail = decide_bytes_at_floor(mine)
-        out.append(Finding("bytes_at_floor", dataset, gpu, method, basis, verdict, detail))
+
+    def key(f: SchemeFigure) -> tuple[str, str, str, str, str]:
+        return f.config.dataset, f.config.regime, f.config.gpu_name, f.method, f.basis
+
+    regimes: dict[str, set[str]] = {}
+    for f in figures:
+        regimes.setdefault(f.config.dataset, set()).add(f.config.regime)
+    for dataset, regime, gpu, method, basis in dict.fromkeys(map(key, figures)):
+        verdict, detail = decide_bytes_at_floor(
+            [f for f in figures if key(f) == (dataset, regime, gpu, method, basis)])
+        label = dataset if len(regimes[dataset]) == 1 else f"{dataset} · {regime}"
+        out.append(Finding("bytes_at_floor", label, gpu, method, basis, verdict, detail))
     return out
 
 
@@ -452,6 +459,11 @@ def plot_energy_vs_bytes(figures: Sequence[SchemeFigure], path: Path) -> tuple[P
     is energy in proportion to bytes (the 16-bit row's floor fraction and power kept)."""
     from . import plots
     usable = [f for f in figures if f.bytes_per_step > 0 and f.energy.mean > 0]
+    # Only models and batch sizes with a scheme that reads fewer bytes than its 16-bit row.
+    compared = {(f.config.dataset, f.config.gpu_name, f.config.model, f.config.batch_size)
+                for f in usable if f.removes_bytes}
+    usable = [f for f in usable if (f.config.dataset, f.config.gpu_name, f.config.model,
+                                    f.config.batch_size) in compared]
     panels = list(dict.fromkeys((f.config.dataset, f.config.gpu_name) for f in usable))
     title = "Energy per token vs bytes per decode step"
     if not panels:
