@@ -182,6 +182,7 @@ def test_savings_depend_on_the_gpu(tmp_path):
     assert f"{H200} vs {H100}" == found["gross"].gpu_name
     assert "differ beyond their CIs: mistral nf4" in found["gross"].detail
     assert "mistral int4wo" not in found["gross"].detail.split("differ beyond their CIs")[-1]
+    assert "mistral fp16" not in found["gross"].detail and "mistral bf16" not in found["gross"].detail
 
 
 def test_savings_do_not_depend_on_the_gpu(tmp_path):
