@@ -35,6 +35,7 @@ class FixtureConfig:
     status: str = "ok"
     noise: float = 0.02  # relative SD of per-iteration energy
     card: str = "GPU-fixture"  # the gpu_uuid column: which card of the model measured it
+    bytes_per_param: float | None = None  # weights' bytes per parameter (BYTES_PER_PARAM by default)
 
 
 BYTES_PER_PARAM = {"fp16": 2.0, "bf16": 2.0, "nf4": 0.5, "int8": 1.0, "int8_pure": 1.0}
@@ -189,7 +190,8 @@ def write_results_dir(root: str | Path, configs: list[FixtureConfig], *, iterati
         }
         # A decode step's floor: every weight read once at an H200's 4.8 TB/s.
         step_s = c.batch_size / row["throughput_tok_s_mean"]
-        floor_s = c.params_b * 1e9 * BYTES_PER_PARAM.get(c.quant, 2.0) / 4.8e12
+        bytes_per_param = c.bytes_per_param or BYTES_PER_PARAM.get(c.quant, 2.0)
+        floor_s = c.params_b * 1e9 * bytes_per_param / 4.8e12
         row.update(decode_ms_per_step_mean=1e3 * step_s, bytes_per_step=round(floor_s * 4.8e12),
                    memory_bandwidth_gb_s=4800.0, bandwidth_source="datasheet",
                    bandwidth_floor_ms_per_step=1e3 * floor_s, bandwidth_floor_fraction=floor_s / step_s)

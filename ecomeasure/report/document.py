@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fmt
-from . import plots, tables
+from . import floor, plots, tables
 from .findings import Finding, check_dataset
 from .load import SEED_LABEL, Dataset
 from .stats import Comparison, compare_dataset
@@ -158,22 +158,29 @@ def build_report(datasets: Sequence[Dataset], out_dir: str | Path,
 
     comparisons = [c for d in datasets for c in compare_dataset(d, methods)]
     findings = [f for d in datasets for f in check_dataset(d, methods)]
-    report.comparisons, report.findings = comparisons, findings
+    figures = floor.figures_of(datasets, methods)
+    quant_findings = floor.check_bytes_at_floor(figures) + floor.check_gpu_dependence(figures)
+    report.comparisons, report.findings = comparisons, findings + quant_findings
 
     table_lines, table_rows = _tables_section(datasets, methods)
     report.files.append(_write_csv(out / TABLES_CSV, tables.TABLE_COLUMNS, table_rows))
     report.files.append(_write_csv(out / STATISTICS_CSV, tables.STATISTICS_COLUMNS,
                                    map(tables.statistics_row, comparisons)))
     report.files.append(_write_csv(out / FINDINGS_CSV, tables.FINDINGS_COLUMNS,
-                                   map(tables.finding_row, findings)))
+                                   map(tables.finding_row, report.findings)))
+    report.files.append(_write_csv(out / floor.QUANTIZATION_CSV, floor.QUANTIZATION_COLUMNS,
+                                   map(floor.quantization_row, figures)))
 
     chosen = plot_groups(datasets, methods)
+    primary = "ref" if tuple(methods) == ("ref",) else "native"
     plot_files = [
         plots.plot_energy_by_config(chosen, out / plots.ENERGY_BY_CONFIG_PNG),
         plots.plot_nf4_crossover(chosen, out / plots.NF4_CROSSOVER_PNG),
         plots.plot_throughput_vs_energy(chosen, out / plots.THROUGHPUT_VS_ENERGY_PNG),
         plots.plot_energy_vs_floor(chosen, out / plots.ENERGY_VS_FLOOR_PNG),
         plots.plot_power_trace(datasets, out / plots.POWER_TRACE_PNG),
+        floor.plot_energy_vs_bytes([f for f in figures if (f.method, f.basis) == (primary, "gross")],
+                                   out / floor.ENERGY_VS_BYTES_PNG),
     ]
     report.files += [p for p, _ in plot_files]
 
@@ -190,6 +197,7 @@ def build_report(datasets: Sequence[Dataset], out_dir: str | Path,
               "Each claim per GPU, method and basis, on the mean energy per 1k tokens; the "
               "published seed data is checked as published.", "",
               tables.findings_markdown(findings)]
+    lines += [""] + floor.section(figures, quant_findings, primary)
     lines += ["", "## Plots"]
     for png, caption in plot_files:
         lines += ["", f"![{caption}]({png.name})", "", f"*{caption}*"]

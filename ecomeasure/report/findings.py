@@ -30,6 +30,10 @@ CLAIMS: dict[str, str] = {
     "int8_penalty": "default int8 (bitsandbytes, threshold 6.0) costs more energy than fp16",
     "int8_pure_recovery": "pure int8 (threshold 0.0) recovers most of default int8's energy loss",
     "batch_scaling": "energy per token falls ~1/batch size (seed: BS=8 ~85 % less than BS=1)",
+    "bytes_at_floor": "a weight quantization saves energy per token in proportion to the bytes it "
+                      "removes only when its kernels stay near the bandwidth floor",
+    "gpu_dependence": "savings depend on the GPU (the study's sixth finding): one scheme's saving "
+                      "against the 16-bit baseline differs between cards",
 }
 """The seed memo's findings, by key, in its words as near as a check allows."""
 

@@ -13,7 +13,8 @@ from .findings import CLAIMS, Finding
 from .load import METHOD_TITLES, Config, Dataset
 from .stats import Comparison, baseline_of
 
-QUANT_ORDER = ("fp16", "bf16", "nf4", "nf4_dq", "fp4", "int8", "int8_pure")
+QUANT_ORDER = ("fp16", "bf16", "nf4", "nf4_dq", "fp4", "int8", "int8_pure", "int4wo", "int8wo", "fp8wo", "fp8dq",
+               "int8dq")
 
 
 def config_order(config: Config) -> tuple:

@@ -1,0 +1,285 @@
+"""Which quantization saves energy and why (ecomeasure/report/floor.py), on synthetic results
+directories (report_fixture) whose energies, powers and bytes per step are chosen so that each
+decision can be made to go either way."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecomeasure.report import floor, load_results_dir
+from ecomeasure.report.__main__ import main
+from report_fixture import FixtureConfig, write_results_dir
+
+H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+PARAMS_B = 7.2
+INT4_BYTES = 0.55  # per parameter: 4-bit weights plus group scales
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sweep(gpu: str, *, int4: tuple[float, float] | None = (1100.0, 300.0), nf4_energy: float = 3400.0,
+          bf16: bool = True, model: str = "mistral") -> list[FixtureConfig]:
+    """fp16 and bf16 at 4000 J/1k and 300 W; nf4 at ``nf4_energy`` and 300 W (its step then
+    takes nf4_energy / 4000 of fp16's while reading a quarter of the bytes: far from the floor);
+    int4wo at (energy, power). At a fixed power the step time is proportional to energy, so
+    int4wo at 1100 J/1k and 300 W keeps fp16's floor fraction and saves in proportion."""
+    configs = [FixtureConfig(model, PARAMS_B, "fp16", energy_j_per_1k=4000.0, power_w=300.0, gpu_name=gpu)]
+    if bf16:
+        configs.append(FixtureConfig(model, PARAMS_B, "bf16", energy_j_per_1k=4000.0, power_w=300.0,
+                                     gpu_name=gpu))
+    configs.append(FixtureConfig(model, PARAMS_B, "nf4", energy_j_per_1k=nf4_energy, power_w=300.0,
+                                 gpu_name=gpu))
+    if int4 is not None:
+        configs.append(FixtureConfig(model, PARAMS_B, "int4wo", energy_j_per_1k=int4[0], power_w=int4[1],
+                                     gpu_name=gpu, bytes_per_param=INT4_BYTES))
+    return configs
+
+
+def figures(root: Path, method: str = "native", basis: str = "gross") -> dict[str, floor.SchemeFigure]:
+    dataset = load_results_dir(root)
+    found = floor.figures_of([dataset], (method,))
+    return {f.config.quant: f for f in found if f.basis == basis}
+
+
+def per_1k(root: Path, quant: str) -> np.ndarray:
+    """Energy per 1k tokens of each iteration, straight from iterations.csv."""
+    return np.array([float(r["energy_j"]) / float(r["tokens"]) * 1000.0
+                     for r in read_csv(root / "iterations.csv") if r["quant"] == quant])
+
+
+# the figures -------------------------------------------------------------------------------
+def test_changes_against_fp16_and_bf16_from_the_iterations(tmp_path):
+    root = write_results_dir(tmp_path, sweep(H200))
+    found = figures(root)
+    int4 = found["int4wo"]
+    x, fp16, bf16 = per_1k(root, "int4wo"), per_1k(root, "fp16"), per_1k(root, "bf16")
+    for quant, base in (("fp16", fp16), ("bf16", bf16)):
+        change = int4.vs[quant]
+        assert change.pct == pytest.approx(100 * (x.mean() / base.mean() - 1), rel=1e-9)
+        assert change.low < change.pct < change.high
+    assert int4.energy.mean == pytest.approx(x.mean(), rel=1e-9)
+    # The prediction is bf16's where there is one; bf16 itself is compared with fp16 only.
+    assert int4.baseline == "bf16" and set(found["bf16"].vs) == {"fp16"}
+    rows = {r["quant"]: r for r in read_csv(root / "results.csv")}
+    expected = 100 * (float(rows["int4wo"]["bytes_per_step"]) / float(rows["bf16"]["bytes_per_step"]) - 1)
+    assert int4.predicted_pct == pytest.approx(expected) and int4.predicted_pct == pytest.approx(-72.5, abs=0.01)
+    assert int4.floor_fraction == pytest.approx(float(rows["int4wo"]["bandwidth_floor_fraction"]))
+    assert "fp16" not in found["fp16"].vs and not found["fp16"].removes_bytes
+
+
+def test_fp16_predicts_where_there_is_no_bf16_row(tmp_path):
+    found = figures(write_results_dir(tmp_path, sweep(H200, bf16=False)))
+    assert found["int4wo"].baseline == "fp16" and "bf16" not in found["int4wo"].vs
+    assert math.isfinite(found["int4wo"].realized_share)
+
+
+def test_floor_fraction_recomputed_where_the_row_lacks_it(tmp_path):
+    root = write_results_dir(tmp_path, sweep(H200))
+    config = next(c for c in load_results_dir(root).ok if c.quant == "int4wo")
+    row = dict(config.row, bandwidth_floor_fraction="")
+    bare = type(config)(**{**config.__dict__, "row": row})
+    expected = (float(row["bytes_per_step"]) / (float(row["memory_bandwidth_gb_s"]) * 1e9)
+                / (float(row["decode_ms_per_step_mean"]) / 1e3))
+    assert floor.floor_fraction(bare) == pytest.approx(expected, rel=1e-6)
+    assert floor.floor_fraction(bare) == pytest.approx(floor.floor_fraction(config), rel=1e-6)
+
+
+def test_change_ci_covers_the_true_ratio():
+    """Over many pairs of samples of known means, the 95 % CI of the % change holds the true
+    change about 95 % of the time."""
+    rng = np.random.default_rng(7)
+    true_pct = 100 * (700.0 / 1000.0 - 1)
+    hits = 0
+    trials = 2000
+    for _ in range(trials):
+        x = rng.normal(700.0, 20.0, 5)
+        y = rng.normal(1000.0, 20.0, 5)
+        low, high = floor.change_ci(x, y)
+        hits += low <= true_pct <= high
+    assert 0.93 <= hits / trials <= 0.97
+
+
+def test_change_ci_undefined_cases():
+    assert all(math.isnan(v) for v in floor.change_ci([1.0], [1.0, 2.0]))
+    assert all(math.isnan(v) for v in floor.change_ci([1.0, 2.0], [-1.0, 0.5]))
+    assert floor.change_ci([2.0, 2.0], [1.0, 1.0]) == (100.0, 100.0)
+
+
+# the bytes-at-the-floor finding --------------------------------------------------------------
+def verdict(root: Path, basis: str = "gross") -> tuple[str, str]:
+    found = [f for f in figures(root, basis=basis).values()]
+    return floor.decide_bytes_at_floor(found)
+
+
+def test_holds_when_only_the_scheme_at_the_floor_saves_in_proportion(tmp_path):
+    root = write_results_dir(tmp_path, sweep(H200))
+    found = figures(root)
+    assert found["int4wo"].near_floor and found["int4wo"].proportional == floor.PROPORTIONAL
+    assert found["nf4"].near_floor is False and found["nf4"].proportional == floor.SHORT
+    result, detail = verdict(root)
+    assert result == "holds", detail
+    assert "is tested" not in detail  # both sides of the claim tested
+
+
+def test_does_not_hold_when_a_scheme_at_the_floor_falls_short(tmp_path):
+    """int4wo's step keeps fp16's floor fraction, but at 2.18x the power: -40 % per token
+    where its bytes predict -72.5 %."""
+    root = write_results_dir(tmp_path, sweep(H200, int4=(2400.0, 300.0 * 2400.0 / 1100.0)))
+    found = figures(root)
+    assert found["int4wo"].near_floor and found["int4wo"].proportional == floor.SHORT
+    result, detail = verdict(root)
+    assert result == "does not hold" and "against the claim: mistral int4wo" in detail
+
+
+def test_does_not_hold_when_a_scheme_away_from_the_floor_saves_in_proportion(tmp_path):
+    """int4wo at a third of the power: it saves in proportion while its step stays slow."""
+    root = write_results_dir(tmp_path, sweep(H200, int4=(1100.0, 100.0)))
+    found = figures(root)
+    assert found["int4wo"].near_floor is False and found["int4wo"].proportional == floor.PROPORTIONAL
+    result, detail = verdict(root)
+    assert result == "does not hold" and "against the claim: mistral int4wo" in detail
+
+
+def test_one_sided_data_says_so(tmp_path):
+    root = write_results_dir(tmp_path, sweep(H200, int4=None))
+    result, detail = verdict(root)
+    assert result == "holds" and "only 'only when' is tested" in detail
+
+
+def test_not_testable_without_a_scheme_that_removes_bytes(tmp_path):
+    root = write_results_dir(tmp_path, [c for c in sweep(H200) if c.quant in ("fp16", "bf16")])
+    assert verdict(root)[0] == "not testable here"
+
+
+def test_a_ci_across_the_threshold_is_undecided(tmp_path):
+    """int4wo saving exactly 0.8 of its bytes' saving, with noise: the CI spans the threshold."""
+    energy = 4000.0 * (1 - 0.8 * 0.725)
+    configs = sweep(H200, int4=None) + [FixtureConfig("mistral", PARAMS_B, "int4wo", energy_j_per_1k=energy,
+                                                      power_w=300.0, gpu_name=H200, bytes_per_param=INT4_BYTES,
+                                                      noise=0.05)]
+    found = figures(write_results_dir(tmp_path, configs))
+    assert found["int4wo"].proportional == floor.UNDECIDED
+
+
+# the GPU-dependence finding -----------------------------------------------------------------
+def gpu_findings(roots: list[Path]) -> list:
+    datasets = [load_results_dir(r) for r in roots]
+    return floor.check_gpu_dependence(floor.figures_of(datasets, ("native",)))
+
+
+def test_savings_depend_on_the_gpu(tmp_path):
+    h200 = write_results_dir(tmp_path / "h200", sweep(H200, nf4_energy=3400.0), seed=1)
+    h100 = write_results_dir(tmp_path / "h100", sweep(H100, nf4_energy=2800.0), seed=2)
+    found = {f.basis: f for f in gpu_findings([h200, h100])}
+    assert found["gross"].verdict == "holds", found["gross"].detail
+    assert f"{H200} vs {H100}" == found["gross"].gpu_name
+    assert "differ beyond their CIs: mistral nf4" in found["gross"].detail
+    assert "mistral int4wo" not in found["gross"].detail.split("differ beyond their CIs")[-1]
+    assert "mistral fp16" not in found["gross"].detail and "mistral bf16" not in found["gross"].detail
+
+
+def test_savings_do_not_depend_on_the_gpu(tmp_path):
+    h200 = write_results_dir(tmp_path / "h200", sweep(H200), seed=1)
+    h100 = write_results_dir(tmp_path / "h100", sweep(H100), seed=2)
+    found = {f.basis: f for f in gpu_findings([h200, h100])}
+    assert found["gross"].verdict == "does not hold", found["gross"].detail
+    assert "(CIs overlap)" in found["gross"].detail
+
+
+def test_every_pair_of_n_gpus(tmp_path):
+    roots = [write_results_dir(tmp_path / str(k), sweep(gpu), seed=k)
+             for k, gpu in enumerate((H200, H100, "NVIDIA GH200"))]
+    pairs = {f.gpu_name for f in gpu_findings(roots) if f.basis == "gross"}
+    assert len(pairs) == 3
+
+
+def test_one_gpu_is_not_testable(tmp_path):
+    found = gpu_findings([write_results_dir(tmp_path, sweep(H200))])
+    assert {f.verdict for f in found} == {"not testable here"}
+
+
+# the report --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_card_report(tmp_path_factory) -> Path:
+    """The report of an H200 and an H100 directory given as relative paths."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    write_results_dir(cwd / "runs" / "h200", sweep(H200), seed=1)
+    write_results_dir(cwd / "runs" / "h100", sweep(H100, nf4_energy=2800.0), seed=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        assert main(["runs/h200", "runs/h100", "--out", "out", "--method", "native"]) == 0
+    return cwd
+
+
+def test_report_has_the_section_plot_and_csv(two_card_report):
+    out = two_card_report / "out"
+    md = (out / "report.md").read_text()
+    assert "## Which quantization saves energy per token, and why" in md
+    assert f"### {H100} - runs/h100 (native, gross)" in md
+    assert f"]({floor.ENERGY_VS_BYTES_PNG})" in md
+    assert (out / floor.ENERGY_VS_BYTES_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_csv(out / floor.QUANTIZATION_CSV)
+    int4 = [r for r in rows if r["quant"] == "int4wo" and r["basis"] == "gross"]
+    assert {r["gpu_name"] for r in int4} == {H200, H100}
+    assert all(r["prediction_baseline"] == "bf16" and r["vs_bf16_pct"] and r["vs_fp16_ci95_low"] for r in int4)
+    findings = {(r["finding"], r["gpu_name"], r["basis"]): r["verdict"] for r in read_csv(out / "findings.csv")}
+    assert findings[("bytes_at_floor", H200, "gross")] == "holds"
+    assert findings[("gpu_dependence", f"{H200} vs {H100}", "gross")] == "holds"
+
+
+def test_report_headings_keep_relative_inputs(two_card_report):
+    out = two_card_report / "out"
+    for name in ("report.md", floor.QUANTIZATION_CSV, "findings.csv"):
+        assert str(two_card_report) not in (out / name).read_text(), name
+    headings = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("#")]
+    assert all("/tmp" not in h and not h.split(" - ")[-1].startswith("/") for h in headings)
+
+
+def test_plot_says_why_without_a_scheme_that_removes_bytes(tmp_path):
+    root = write_results_dir(tmp_path / "r", [c for c in sweep(H200) if c.quant in ("fp16", "bf16")])
+    path, caption = floor.plot_energy_vs_bytes(list(figures(root).values()), tmp_path / "p.png")
+    assert caption.startswith("not plotted") and path.stat().st_size > 0
+
+
+# the prose of README.md and docs/quantization.md: every figure from the committed dataset --------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_h200_figures_in_the_prose_are_the_data():
+    dataset = load_results_dir(ROOT / "docs" / "results" / "2026-11-30-h200")
+    graph = [f for f in floor.figures_of([dataset], ("native",))
+             if (f.basis, f.config.regime, f.config.batch_size) == ("gross", "graph", 1)]
+
+    def span(quant: str, value, digits: int, sep: str = "-") -> str:
+        values = sorted(value(f) for f in graph if f.config.quant == quant and f.removes_bytes)
+        return f"{values[0]:.{digits}f}{sep}{values[-1]:.{digits}f}"
+
+    nf4_bytes = span("nf4", lambda f: -f.predicted_pct, 0)
+    nf4_floor = span("nf4", lambda f: f.floor_share, 2)
+    nf4_realized = span("nf4", lambda f: f.realized_share, 2)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"reaches {nf4_floor} of fp16's fraction",
+                   f"saves {nf4_realized} of what its bytes predict"):
+        assert phrase in readme, phrase
+    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"costs {span('nf4', lambda f: -f.measured.pct, 1)} % less",
+                   f"{nf4_realized} of its bytes' saving",
+                   f"reach {span('nf4', lambda f: 100 * f.floor_fraction, 0)} % of the floor",
+                   f"{nf4_floor} of fp16's fraction",
+                   f"Pure int8 reads {span('int8_pure', lambda f: -f.predicted_pct, 0)} % fewer bytes",
+                   f"realizes {span('int8_pure', lambda f: f.realized_share, 2, ' to ')} of",
+                   f"at {span('int8_pure', lambda f: f.floor_share, 2)} of fp16's floor fraction"):
+        assert phrase in doc, phrase
+    verdicts = {(f.dataset.split(" · ")[-1], f.basis): f for f in floor.check_bytes_at_floor(
+        floor.figures_of([dataset], ("native",)))}
+    for regime in ("eager", "graph"):
+        for basis in ("gross", "net"):
+            f = verdicts[(regime, basis)]
+            assert f.verdict == "holds" and "only 'only when' is tested" in f.detail, (regime, basis)
