@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from . import errors
 from .units import NS_PER_S
 
 PROG = "python -m ecomeasure.monitor"
@@ -181,7 +182,7 @@ def open_sources(args: argparse.Namespace) -> Sources:
             meter.close()
             meter, gpu_problem = None, "the meter found no GPU to read"
     except Exception as error:  # NVMLUnavailableError, or a device selection that fails
-        meter, gpu_problem = None, f"{type(error).__name__}: {error}"
+        meter, gpu_problem = None, errors.summarize(error)
     if meter is None and not args.allow_no_gpu:
         raise BadInput(f"no GPU to measure ({gpu_problem}); --allow-no-gpu measures the CPU alone")
     return Sources(meter, sampler, gpu_problem, problems)

@@ -84,4 +84,4 @@ def test_the_console_and_the_log_line_use_it():
     line = sweep._one_line("m int8 bs=1 eager", {"throughput_tok_s_mean": 1234.567, "energy_j_per_1k_mean": math.nan,
                                                   "method": "counter", "energy_net_j_per_1k_mean": -0.2,
                                                   "ref_energy_j_per_1k_mean": None})
-    assert line == "m int8 bs=1 eager: 1,234.57 tok/s, - J/1k native (counter), net 0, ref -"
+    assert line == "m int8 bs=1 eager: 1,234.57 tok/s, - J/1k native (counter), net 0, ref -, no counter"
