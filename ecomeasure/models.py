@@ -213,7 +213,7 @@ def parameter_count(config: PretrainedConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def spec_parameter_count(alias: str) -> int:
     """``parameter_count`` of a registered model, cached."""
     return parameter_count(MODELS[alias].build_config())

@@ -58,7 +58,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -159,17 +159,17 @@ class Profile:
 
     # ---- constructors ----
     @classmethod
-    def steady(cls, w: float) -> "Profile":
+    def steady(cls, w: float) -> Profile:
         return cls([(0.0, w)])
 
     @classmethod
-    def step(cls, idle_w: float, load_w: float, t_on: float, t_off: float) -> "Profile":
+    def step(cls, idle_w: float, load_w: float, t_on: float, t_off: float) -> Profile:
         if not t_off > t_on:
             raise ValueError("t_off must be after t_on")
         return cls([(_lead(t_on), idle_w), (t_on, load_w), (t_off, idle_w)])
 
     @classmethod
-    def square(cls, low_w, high_w, period_s, duty, t_start, t_end) -> "Profile":
+    def square(cls, low_w, high_w, period_s, duty, t_start, t_end) -> Profile:
         """low, then high for duty*period of every period from t_start until t_end, then low."""
         if not (period_s > 0 and 0 < duty < 1 and t_end > t_start):
             raise ValueError("need period > 0, 0 < duty < 1, t_end > t_start")
@@ -181,7 +181,7 @@ class Profile:
         return cls(pts)
 
     @classmethod
-    def bursts(cls, idle_w: float, load_w: float, starts: Sequence[float], length_s: float) -> "Profile":
+    def bursts(cls, idle_w: float, load_w: float, starts: Sequence[float], length_s: float) -> Profile:
         starts = sorted(float(s) for s in starts)
         if not starts or length_s <= 0:
             raise ValueError("need at least one burst of positive length")
@@ -243,7 +243,7 @@ class Profile:
         return f"Profile({len(self)} breakpoints)"
 
 
-def utilization_sample_pct(profile: "Profile", j: int, period_s: float = 1 / 6) -> int:
+def utilization_sample_pct(profile: Profile, j: int, period_s: float = 1 / 6) -> int:
     """The value of utilization tick j: the busy percent of ``profile`` over ((j-1)V, jV]."""
     p_ns = _llround(period_s * 1e9)
     a, b = (j - 1) * p_ns / 1e9, j * p_ns / 1e9

@@ -156,7 +156,7 @@ def write_results_dir(root: str | Path, configs: list[FixtureConfig], *, iterati
         clock_s = start + 1.0
         all_iterations += rows
 
-        def col(name):
+        def col(name, rows=rows):
             return np.array([r[name] for r in rows], dtype=float)
 
         def per_1k(name):

@@ -288,7 +288,7 @@ def test_many_breakpoints_via_file_and_devices(fake, lib_path):
     assert fake.init(big, t0, devices=3, device_profiles={1: other}) == 0
     for dev, prof in [(0, big), (1, other), (2, big)]:
         h = fake.handle(dev)
-        k, (c, p, _, _, i) = bracketed(lambda: read_all(fake, h), t0, U_NS)
+        k, (c, p, _, _, i) = bracketed(lambda h=h: read_all(fake, h), t0, U_NS)
         tick = k * U_NS / 1e9
         assert (c, p, i) == (prof.nvml_counter_mj(tick), prof.nvml_average_mw(tick), prof.nvml_instant_mw(tick))
 

@@ -92,7 +92,10 @@ def test_edges_are_interpolated_inside_one_segment(t_a, width, p_a, p_b, f0, f1)
     p = np.array([p_a, p_b])
     f0, f1 = sorted((f0, f1))
     t0, t1 = t_a + int(f0 * width), t_a + int(f1 * width)
-    at = lambda x: p_a + (p_b - p_a) * (x - t_a) / width
+
+    def at(x):
+        return p_a + (p_b - p_a) * (x - t_a) / width
+
     expected = (at(t0) + at(t1)) / 2 * (t1 - t0) / NS
     energy_j, inside, covered = trapezoid(t, p, t0, t1)
     assert energy_j == pytest.approx(expected, rel=1e-9, abs=1e-12)

@@ -86,7 +86,7 @@ def test_a_late_callback_does_not_move_a_window_cut_by_stream_marks(cuda_env):
         print(json.dumps(windows))
     """, cuda_env(delay_us=10_000, FAKE_CUDA_LATE_EVERY="2", FAKE_CUDA_LATE_US="30000"))
     # Tolerances well under the 30 ms a late callback would add (sleep overshoots under load).
-    for asked, t0, t1, stamp0, stamp1 in result:
+    for asked, t0, t1, _stamp0, _stamp1 in result:
         assert (t0 - asked) / 1e6 == pytest.approx(10, abs=8)      # when the GPU got there
         assert (t1 - t0) / 1e6 == pytest.approx(100, abs=10)
     # ...while the raw host-function stamps of the late marks are 30 ms off.

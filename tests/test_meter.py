@@ -251,8 +251,9 @@ def test_live_windows_context_manager_begin_end_nested_and_overlapping(fake_nvml
             started = time.monotonic()
             m_overlap = meter.end_window("overlap")
             waited_s = time.monotonic() - started
+            meter.begin_window("x")
             with pytest.raises(ValueError, match="already open"):
-                meter.begin_window("x"); meter.begin_window("x")
+                meter.begin_window("x")
             with pytest.raises(KeyError, match="no open window"):
                 meter.end_window("nope")
         meter.close()
@@ -271,13 +272,16 @@ def test_start_stop_close_are_idempotent(fake_nvml_dir):
     with patched_environ(fake_env(fake_nvml_dir, Profile.steady(100.0), None)):
         meter = Meter(start=False)
         assert not meter.running
-        meter.start(); meter.start()
+        meter.start()
+        meter.start()
         assert meter.running
-        meter.stop(); meter.stop()
+        meter.stop()
+        meter.stop()
         assert not meter.running
         meter.start()
         time.sleep(0.05)
-        meter.close(); meter.close()
+        meter.close()
+        meter.close()
         with pytest.raises(ecomeasure.MeterError, match="closed"):
             meter.start()
     stats = meter.stats()

@@ -60,7 +60,7 @@ def test_steady_power_integrates_exactly(lib_dir, tmp_path):
     env["CSV_OUT"] = str(tmp_path / "ref.csv")
     out = run_child(SAMPLE.format(duration=1.2, windows=[(0.15, 0.95), (0.3, 0.35), (0.05, 1.2)]), env)
     assert out["errors"] == 0
-    for a, b, energy_j, samples, complete in out["windows"]:
+    for a, b, energy_j, _samples, complete in out["windows"]:
         assert complete
         assert energy_j == pytest.approx(120.0 * (b - a), rel=1e-9)
     # ~10 readings a second, each stamped on the monotonic clock.
@@ -86,7 +86,7 @@ def test_trapezoid_of_the_lagging_average(lib_dir, tmp_path):
         tick = np.floor(round((ts - t0_ns / 1e9) / 0.1, 6)) * 0.1
         candidates = {profile.nvml_average_mw(tick + d) / 1000 for d in (-0.1, 0.0)}
         assert any(abs(w - c) < 1e-6 for c in candidates)
-    for a, b, energy_j, samples, complete in out["windows"]:
+    for a, b, energy_j, samples, _complete in out["windows"]:
         grid = np.concatenate([[a], t[(t > a) & (t < b)], [b]])
         expected = np.trapezoid(np.interp(grid, t, p), grid)
         assert energy_j == pytest.approx(expected, rel=1e-9)

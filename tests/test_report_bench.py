@@ -74,7 +74,7 @@ def test_report_of_real_bench_output(bench_dir):
     for row in written:
         regime = next(k for k, v in label.items() if v == row["dataset"])
 
-        def energy(quant):
+        def energy(quant, row=row, regime=regime):
             return np.array([float(r[column[(row["method"], row["basis"])]]) / float(r["tokens"]) * 1000
                              for r in iterations if (r["quant"], r["regime"]) == (quant, regime)])
         x, y = energy("bf16"), energy("fp16")

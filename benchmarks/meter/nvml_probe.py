@@ -7,7 +7,10 @@ power samples. Prints its findings; writes raw CSVs under $OUT (default /tmp).
 
     OUT=DIR python -m benchmarks.meter.nvml_probe
 """
-import ctypes, os, time, threading
+import ctypes
+import os
+import time
+import threading
 import pynvml as N
 
 OUT = os.environ.get("OUT", "/tmp")
@@ -48,7 +51,8 @@ for name, fn, n in [
     print(f"cost {name:16s} wall {wall_us:9.1f} us  cpu {cpu_us:9.1f} us")
 
 # Field timestamps: poll fields 83/185/186 fast, record our wall clock and the field stamps.
-import torch
+# torch only now: its import starts threads that would have perturbed the call costs above.
+import torch  # noqa: E402
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
 stop = threading.Event()
 def load():
@@ -85,9 +89,11 @@ def poll(duration):
         time.sleep(0.002)
 
 poll(1.0)
-th = threading.Thread(target=load); th.start()
+th = threading.Thread(target=load)
+th.start()
 poll(2.0)
-stop.set(); th.join()
+stop.set()
+th.join()
 poll(1.5)
 with open(f"{OUT}/fields.csv", "w") as f:
     f.write("t_before,t_after,ts83,lat83,ret83,e83_mJ,ts185,lat185,ret185,p185_mW,ts186,lat186,ret186,p186_mW,pu_mW\n")

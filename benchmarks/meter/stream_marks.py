@@ -133,7 +133,10 @@ def main() -> None:
     matmul_chain(a, out, 50)
     torch.cuda.synchronize()
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    e0.record(); matmul_chain(a, out, 50); e1.record(); torch.cuda.synchronize()
+    e0.record()
+    matmul_chain(a, out, 50)
+    e1.record()
+    torch.cuda.synchronize()
     per_matmul_ms = e0.elapsed_time(e1) / 50
     with Meter(devices=[gpu]) as meter:
         time.sleep(2.5)  # let the headline's calibration span build up

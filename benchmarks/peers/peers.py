@@ -491,7 +491,7 @@ def measure_steady(args: argparse.Namespace, backend, methods: dict[str, object]
     windows = []
     for i, length in enumerate(order):
         t0 = time.monotonic()
-        _, timing = measure_window(methods, i, lambda: time.sleep(length))
+        _, timing = measure_window(methods, i, lambda length=length: time.sleep(length))
         windows.append((length, i, timing, (t0 + time.monotonic()) / 2))
     _sleep_until(time.monotonic() + args.fit_reach_s / 2)
     load_end = time.monotonic()
@@ -512,7 +512,7 @@ def measure_bursts(args: argparse.Namespace, methods: dict[str, object], workloa
         time.sleep(args.edge_s)
         windows = []
         for _ in range(counts[length]):
-            burst, timing = measure_window(methods, index, lambda: workload.burst(length))
+            burst, timing = measure_window(methods, index, lambda length=length: workload.burst(length))
             windows.append((burst, timing))
             index += 1
             time.sleep(args.gap_s * rng.uniform(1.0, 1.2))
@@ -542,10 +542,10 @@ def score(meter, args: argparse.Namespace, steady: list[tuple], load_s: tuple[fl
     for length, run_a, run_b, windows in bursts:
         durations = [(b - a) / NS_PER_S for a, b in (w.start.span_ns(w.end) for w, _ in windows)]
         truth = differential_truth(t_ns, e_j, run_a, run_b, durations, busy_ns=spans)
-        for (burst, timing), d in zip(windows, durations):
+        for (_burst, timing), d in zip(windows, durations):
             index += 1
             rows += _rows("bursts", length, index, timing,
-                          lambda own, d=d: burst_window_truth_j(truth.burst_w, truth.idle_w, d, own),
+                          lambda own, d=d, truth=truth: burst_window_truth_j(truth.burst_w, truth.idle_w, d, own),
                           truth_power_w=truth.burst_w, idle_w=truth.idle_w, burst_s=d)
     return rows
 

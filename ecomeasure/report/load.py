@@ -343,6 +343,11 @@ def load_results_dir(path: str | Path, label: str | None = None) -> Dataset:
                    iteration_rows=len(iteration_rows))
 
 
+def _relabelled(configs: Sequence[Config], label: str, regime: str) -> list[Config]:
+    """The configs of one regime, as part of the dataset ``label``."""
+    return [replace(c, dataset=label) for c in configs if c.regime == regime]
+
+
 def split_by_regime(dataset: Dataset) -> list[Dataset]:
     """One dataset per decode regime, labelled ``<label> · <regime>``, so that every table,
     statistic, finding and plot sets the regimes side by side; a dataset of one regime
@@ -353,10 +358,9 @@ def split_by_regime(dataset: Dataset) -> list[Dataset]:
     parts = []
     for regime in regimes:
         label = f"{dataset.label} · {regime}"
-        def relabel(configs: Sequence[Config]) -> list[Config]:
-            return [replace(c, dataset=label) for c in configs if c.regime == regime]
-        parts.append(Dataset(label=label, path=dataset.path, configs=relabel(dataset.configs),
-                             superseded=relabel(dataset.superseded), notes=list(dataset.notes),
+        parts.append(Dataset(label=label, path=dataset.path,
+                             configs=_relabelled(dataset.configs, label, regime),
+                             superseded=_relabelled(dataset.superseded, label, regime), notes=list(dataset.notes),
                              iteration_rows=sum(len(c.iterations) for c in dataset.configs if c.regime == regime)))
     return parts
 

@@ -26,7 +26,7 @@ class MarkLike(Protocol):
 
     def time_ns(self, timeout_s: float = 60.0) -> int: ...
 
-    def span_ns(self, end: "MarkLike", timeout_s: float = 60.0) -> tuple[int, int]: ...
+    def span_ns(self, end: MarkLike, timeout_s: float = 60.0) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ScheduledMark:
     def time_ns(self, timeout_s: float = 60.0) -> int:
         return self.t_ns
 
-    def span_ns(self, end: "MarkLike", timeout_s: float = 60.0) -> tuple[int, int]:
+    def span_ns(self, end: MarkLike, timeout_s: float = 60.0) -> tuple[int, int]:
         return self.t_ns, end.time_ns(timeout_s)
 
 
