@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _native
 from .cpu import CpuEnergy, CpuSampler, CpuTraces, cpu_sampler
@@ -665,7 +666,7 @@ class Meter:
         arrays["report"] = np.array(json.dumps(self.report()))
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, allow_pickle=False, **arrays)
         return path
 
 
@@ -686,8 +687,8 @@ class SavedTraces:
         if d.index not in self._sets:
             caps = self.report["capabilities"][str(d.index)]
             # Files from before utilization was recorded have no entry for it.
-            traces = {s: self.trace_ns(s, d.index) for s in TRACES
-                      if caps.get(s, {}).get("available")}
+            traces: dict[str, tuple[npt.ArrayLike, npt.ArrayLike]] = {
+                s: self.trace_ns(s, d.index) for s in TRACES if caps.get(s, {}).get("available")}
             gaps = [tuple(g) for g in caps["samples"]["gaps"]]
             self._sets[d.index] = _native.TraceSet(traces, gaps)
         return self._sets[d.index]

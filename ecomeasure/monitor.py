@@ -410,7 +410,7 @@ def write_traces(path: Path, sources: Sources) -> None:
               **({"cpu": sources.cpu.report()} if sources.cpu is not None else {})}
     arrays["report"] = np.array(json.dumps(report))
     with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, allow_pickle=False, **arrays)
 
 
 def _line(label: str, part: dict[str, Any]) -> str:

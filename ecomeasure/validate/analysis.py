@@ -15,7 +15,7 @@ import numpy as np
 from ..meter import SOURCES, Meter
 from ..reference import ReferenceMeter
 from ..units import NAN, NS_PER_S
-from .methods import METHODS, window_energies
+from .methods import METHODS, MeterTraces, ReferenceReadings, window_energies
 from .plan import Item, PlanSettings, Schedule
 from .run import BurstRecord, Recording, record
 from .truth import Diagnostics, DifferentialTruth, diagnostics, differential_truth, interior_bias
@@ -107,7 +107,7 @@ class Validation:
     """What was played (runs, bursts): with the traces, all a re-analysis needs (run.json)."""
 
 
-def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | None,
+def _windows_of(result: ItemResult, meter: MeterTraces, reference: ReferenceReadings | None,
                 exact_energy_j: Callable[[int, int], float] | None, skipped: list[str],
                 tail_s: float = TAIL_S) -> list[WindowResult]:
     item, truth = result.item, result.truth
@@ -157,7 +157,7 @@ def _windows_of(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
     return out
 
 
-def _step_trace(result: ItemResult, meter: Meter, reference: ReferenceMeter | None) -> StepTrace:
+def _step_trace(result: ItemResult, meter: MeterTraces, reference: ReferenceReadings | None) -> StepTrace:
     a0, a1 = result.run_a
     t0 = a0 / NS_PER_S
 
@@ -179,7 +179,7 @@ def _step_trace(result: ItemResult, meter: Meter, reference: ReferenceMeter | No
     return StepTrace(sources, ref, (burst.start_ns / NS_PER_S - t0, burst.end_ns / NS_PER_S - t0))
 
 
-def evaluate(recording: Recording, meter: Meter, reference: ReferenceMeter | None, *,
+def evaluate(recording: Recording, meter: MeterTraces, reference: ReferenceReadings | None, *,
              counter_update_s: float = 0.1,
              exact_energy_j: Callable[[int, int], float] | None = None,
              skipped: list[str] | None = None, tail_s: float = TAIL_S
@@ -310,7 +310,8 @@ def check_goals(summary: list[SummaryRow], kind: str = "burst") -> list[GoalChec
     return checks
 
 
-def analyse(recording: Recording, settings: PlanSettings, meter: Meter, reference: ReferenceMeter | None, *,
+def analyse(recording: Recording, settings: PlanSettings, meter: MeterTraces,
+            reference: ReferenceReadings | None, *,
             counter_update_s: float = 0.1, info: dict[str, Any] | None = None,
             meter_settings: dict[str, Any] | None = None, tail_s: float = TAIL_S,
             exact_energy_j: Callable[[int, int], float] | None = None) -> Validation:

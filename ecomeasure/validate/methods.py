@@ -12,10 +12,34 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Protocol
 
-from ..meter import Meter
-from ..reference import ReferenceMeter, ReferenceUnavailableError, bind_library
+import numpy as np
+
+from ..meter import DEFAULT_WAIT_S, Measurement
+from ..reference import ReferenceEnergy, ReferenceUnavailableError, bind_library
 from ..units import NAN, NS_PER_S
+
+
+class MeterTraces(Protocol):
+    """What the evaluation reads of a meter: a running or stopped ``Meter``, or saved traces
+    (``saved.SavedMeter``)."""
+
+    def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def trace_ns(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def measure_ns(self, start_ns: int, end_ns: int, name: str = "",
+                   wait_s: float = DEFAULT_WAIT_S) -> Measurement: ...
+
+
+class ReferenceReadings(Protocol):
+    """What the evaluation reads of the 10 Hz reference: a ``ReferenceMeter``, or its saved
+    readings (``saved.SavedReference``)."""
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def energy_j(self, t0_s: float, t1_s: float) -> ReferenceEnergy: ...
 
 METHODS: tuple[str, ...] = ("headline", "samples", "instant", "average", "counter",
                             "reference_10hz", "counter_at_edges")
@@ -76,7 +100,7 @@ class WindowEnergies:
     """Whether the native meter's data cover the whole window (no lost driver samples)."""
 
 
-def window_energies(meter: Meter, reference: ReferenceMeter | None, start_ns: int, end_ns: int,
+def window_energies(meter: MeterTraces, reference: ReferenceReadings | None, start_ns: int, end_ns: int,
                     counter_edges_j: tuple[float, float] = (NAN, NAN)) -> WindowEnergies:
     """Every method's energy over [start_ns, end_ns] on the meter's clock."""
     m = meter.measure_ns(start_ns, end_ns)

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _native
-from ..meter import SOURCES, Meter, SavedTraces, _measurement, load_traces
+from ..meter import SOURCES, Measurement, Meter, SavedTraces, _measurement, load_traces
 from ..reference import ReferenceEnergy, ReferenceMeter
 from ..units import NAN, NS_PER_S
 from .analysis import Validation, analyse
@@ -53,10 +54,11 @@ class SavedMeter:
     def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.saved.trace(source, device)
 
-    def measure_ns(self, start_ns: int, end_ns: int, name: str = "", wait_s: float = 0.0):
+    def measure_ns(self, start_ns: int, end_ns: int, name: str = "", wait_s: float = 0.0) -> Measurement:
         def one(index: int) -> dict[str, Any]:
             caps = self.report["capabilities"][str(index)]
-            traces = {s: self.saved.trace_ns(s, index) for s in SOURCES if caps[s]["available"]}
+            traces: dict[str, tuple[npt.ArrayLike, npt.ArrayLike]] = {
+                s: self.saved.trace_ns(s, index) for s in SOURCES if caps[s]["available"]}
             gaps = [tuple(g) for g in caps["samples"]["gaps"]]
             return _native.window_energy(traces, gaps, int(start_ns), int(end_ns),
                                          self.report["calibration_min_span_ns"])
