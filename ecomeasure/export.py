@@ -463,11 +463,12 @@ def run(args: argparse.Namespace) -> Path:
     unknown = [s for s in sources or () if s not in (*POWER_SOURCES, "utilization")]
     if unknown:
         raise ExportError(f"unknown source {unknown[0]!r}; choose from {', '.join((*POWER_SOURCES, 'utilization'))}")
-    _check_writable(args.out)
+    out: Path = args.out  # argparse's type=Path
+    _check_writable(out)
     saved = load_saved(args.saved)
     windows, marks = read_windows(args.windows) if args.windows else bench_windows(saved)
     if args.command == "plot":
-        return plot(saved, windows, args.out, sources=sources, title=args.title)
+        return plot(saved, windows, out, sources=sources, title=args.title)
     if not args.no_energy:
         windows = with_energy(saved, windows)
     offset = args.realtime_offset_ns if args.realtime_offset_ns is not None else saved.realtime_offset_ns
@@ -485,15 +486,15 @@ def run(args: argparse.Namespace) -> Path:
         if isinstance(merged["otherData"], dict):
             merged["otherData"] = {**merged["otherData"], **trace["otherData"]}
         trace = merged
-    tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w") as f:
             json.dump(trace, f, separators=(",", ":"), allow_nan=False)
-        os.replace(tmp, args.out)
+        os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return args.out
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ tables and CSV files."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TypeGuard
 
 NA = "n/a"
@@ -31,7 +32,7 @@ def rate(x: float) -> str:
     return f"{x:,.2f}" if finite(x) else DASH
 
 
-def with_sd(text_of, mean: float, sd: float) -> str:
+def with_sd(text_of: Callable[[float], str], mean: float, sd: float) -> str:
     """``mean ± sd`` in the given format; the ± part only where the SD is known."""
     if not finite(mean):
         return DASH

@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from typing import Any
 
 from . import DeviceSelectionError, Meter, NVMLUnavailableError
 from .meter import TRACES
@@ -25,7 +26,7 @@ DESCRIPTION = {
 }
 
 
-def describe(seconds: float = 1.5, devices: str | None = None) -> dict:
+def describe(seconds: float = 1.5, devices: str | None = None) -> dict[str, Any]:
     """The capability report after watching the sources for ``seconds``; ``devices`` as
     Meter's (None: the GPUs this process was given)."""
     # The counter costs ~4 ms of CPU a read: fine for a moment, not for a whole run.

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class ReferenceUnavailableError(RuntimeError):
     """nvidia-ml-py or NVML cannot be used."""
 
 
-def bind_library(pynvml, path: str) -> None:
+def bind_library(pynvml: Any, path: str) -> None:
     """Makes pynvml use the NVML library file ``path`` (e.g. ``ECOMEASURE_NVML_LIBRARY``),
     so that the reference reads the same library as the native meter. pynvml itself only
     ever opens ``libnvidia-ml.so.1`` from the loader's search path."""
@@ -69,7 +69,7 @@ class ReferenceMeter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._nvml = None
+        self._nvml: Any = None  # pynvml (untyped) while running
 
     # lifecycle -----------------------------------------------------------------------
     def start(self) -> ReferenceMeter:
@@ -120,7 +120,7 @@ class ReferenceMeter:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self, pynvml, handle) -> None:
+    def _run(self, pynvml: Any, handle: object) -> None:
         # An absolute schedule (k * interval) so the rate does not drift with call costs;
         # after a stall it resumes from now rather than firing a burst of late reads.
         next_s = time.monotonic()

@@ -367,7 +367,7 @@ def split_by_regime(dataset: Dataset) -> list[Dataset]:
 
 def seed_csv_text() -> str:
     """The seed's published tables as CSV text (``ecomeasure/data/seed_results.csv``)."""
-    return importlib.resources.files("ecomeasure").joinpath("data", "seed_results.csv").read_text(
+    return (importlib.resources.files("ecomeasure") / "data" / "seed_results.csv").read_text(
         encoding="utf-8")
 
 
