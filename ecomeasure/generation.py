@@ -409,7 +409,7 @@ def static_cache(config: Any, length: int) -> Any:
     from transformers import StaticCache
 
     cache = StaticCache(config=config, max_cache_len=length)
-    windows = {getattr(c, "sliding_window", None) for c in _text_configs(config)} - {None}
+    windows = {w for c in _text_configs(config) if (w := getattr(c, "sliding_window", None)) is not None}
     if windows and min(windows) >= length:
         from transformers.cache_utils import StaticLayer
 

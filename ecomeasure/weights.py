@@ -223,11 +223,12 @@ def resolve(name: str, *, weights_dir: Path | None = None, device: str = "cpu", 
                       "pad_token_id": spec.pad_token_id}
         key = spec.alias
     else:
-        config = _cached_config(name) if not Path(name).expanduser().exists() else None
-        if config is None:
+        cached = _cached_config(name) if not Path(name).expanduser().exists() else None
+        if cached is None:
             raise WeightsUnavailableError(
                 f"no weights for {name}: {why}, and its architecture is unknown (not a "
                 f"registered model, no cached config.json); registered: {', '.join(models.valid_names())}")
+        config = cached
         generation = {k: getattr(config, k, None) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
         key = _safe_name(name)
     dest = Path(weights_dir or default_weights_dir()) / key
@@ -255,7 +256,7 @@ def load_tokenizer(weights: Weights) -> Any:
     real model of a random-weight checkpoint), else None."""
     from transformers import AutoTokenizer
 
-    candidates = [weights.path] if weights.kind == "real" else []
+    candidates: list[Path | str] = [weights.path] if weights.kind == "real" else []
     if weights.spec is not None and weights.spec.hf_id:
         candidates.append(weights.spec.hf_id)
     elif weights.kind == "random":

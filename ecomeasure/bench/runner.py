@@ -105,15 +105,16 @@ def host_stamped(timing: generation.Timing) -> bool:
 
 
 def _start_meters(energy: EnergySetup, notes: list[str]) -> tuple[Meter | None, ReferenceMeter | None]:
-    if not energy.available:
+    index = energy.nvml_index
+    if index is None:  # not energy.available: no GPU to measure
         return None, None
-    meter = Meter(devices=[energy.nvml_index])
-    reference = ReferenceMeter(energy.nvml_index, interval_s=0.1, nvml_library=energy.nvml_library)
+    meter = Meter(devices=[index])
+    reference = ReferenceMeter(index, interval_s=0.1, nvml_library=energy.nvml_library)
     try:
         reference.start()
     except ReferenceUnavailableError as exc:
         notes.append(f"reference method unavailable: {exc}")
-        reference = None
+        return meter, None
     return meter, reference
 
 

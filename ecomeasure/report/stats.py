@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from ..schema import BASELINE_QUANT, BASES, vs_baseline_pct
@@ -30,7 +31,7 @@ class MeanCI:
     high: float
 
 
-def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanCI:
+def mean_ci(values: npt.ArrayLike, confidence: float = CONFIDENCE) -> MeanCI:
     """Mean and t-interval of the mean; the interval is NaN for fewer than two values."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
@@ -45,7 +46,7 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanCI:
     return MeanCI(int(x.size), mean, float(low), float(high))
 
 
-def cohens_d(x: Sequence[float], y: Sequence[float]) -> float:
+def cohens_d(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """(mean(x) - mean(y)) / s_pooled, s_pooled = sqrt(((nx-1) sx^2 + (ny-1) sy^2) / (nx+ny-2)),
     with sample variances; NaN for fewer than two values per side or no spread at all."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -58,7 +59,7 @@ def cohens_d(x: Sequence[float], y: Sequence[float]) -> float:
     return float((np.mean(x) - np.mean(y)) / math.sqrt(pooled_var))
 
 
-def welch(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+def welch(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float]:
     """Welch's t statistic and two-sided p-value; NaN for fewer than two values per side or
     when neither side varies (the test is undefined)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

@@ -75,7 +75,8 @@ def table_rows(validation: Validation, view: str = "window") -> tuple[list[str],
     """Header and rows of the on-screen table: per workload and length, each method's
     median error and, in brackets, its worst; ``view``: ``window`` or ``tail``."""
     header = ["workload", "length", "n"] + [SHORT[m] for m in METHODS]
-    rows, seen = [], {}
+    rows: list[list[str]] = []
+    seen: dict[tuple[int, str, float], dict[str, SummaryRow]] = {}
     for row in (validation.summary if view == "window" else validation.summary_tail):
         seen.setdefault((row.item, row.label, row.length_s), {})[row.method] = row
     for (_, label, length), by_method in seen.items():

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import SetupError
 from ..meter import Meter
 from ..units import NAN, NS_PER_S
 from .plan import Schedule
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 CounterReader = Callable[[], float]
 """Reads the GPU's energy counter now, in joules (the Zeus/CodeCarbon way)."""
@@ -26,7 +29,8 @@ class MarkLike(Protocol):
 
     def time_ns(self, timeout_s: float = 60.0) -> int: ...
 
-    def span_ns(self, end: MarkLike, timeout_s: float = 60.0) -> tuple[int, int]: ...
+    # Self: a span joins two marks of one kind (Mark.span_ns takes a Mark).
+    def span_ns(self, end: Self, timeout_s: float = 60.0) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
