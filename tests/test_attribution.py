@@ -334,8 +334,9 @@ def test_split_asks_for_each_elementary_interval_once_in_time_order():
 @pytest.mark.slow
 def test_the_gpu_demo_runs_on_the_fake_nvml_with_a_tiny_model(fake_nvml_dir, tmp_path):
     # benchmarks/meter/attribution.py on the CPU: the fake plays a steady 200 W, so the run's
-    # energy is 200 W times its span; overlapping requests make the windows measured one by
-    # one add up to more than the union, and the split to exactly the union.
+    # energy is 200 W times its span and each window measured alone is 200 W times its length;
+    # how much the requests overlap depends on the machine's load, so the sum of the windows
+    # alone is checked against their lengths and the split against exactly the union.
     import json
     import subprocess
     import sys
@@ -357,7 +358,11 @@ def test_the_gpu_demo_runs_on_the_fake_nvml_with_a_tiny_model(fake_nvml_dir, tmp
     checks = summary["checks"]
     assert summary["goals"]["attributed_vs_union_within_0.1pct"]
     assert checks["total_j"] == pytest.approx(200.0 * summary["span_s"], rel=0.01)
-    assert checks["windows_measured_alone_sum_j"] > checks["union_measured_j"] * 1.05
+    window_s = [r["window_s"] for r in summary["per_request"]]
+    assert checks["windows_measured_alone_sum_j"] == pytest.approx(200.0 * math.fsum(window_s), rel=0.01)
+    assert checks["union_measured_j"] <= 200.0 * summary["span_s"] * 1.01
+    if math.fsum(window_s) > 1.05 * summary["span_s"]:  # the requests overlapped
+        assert checks["windows_measured_alone_sum_j"] > checks["union_measured_j"] * 1.04
     parts = [r["energy_j_processed"] for r in summary["per_request"]]
     assert math.fsum(parts) == pytest.approx(checks["union_measured_j"], rel=1e-9)
     for name in ("traces.npz", "windows.json", "trace.json", "power.png"):
