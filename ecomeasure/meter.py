@@ -494,6 +494,12 @@ class Meter:
             self.cpu.start()
         return self
 
+    def read_now(self) -> None:
+        """Asks the sampler for a fresh reading of every source at once, without waiting:
+        the energy counter is otherwise read every ``counter_interval_s``, and a comparison
+        with it at a known moment (the start of a run) wants a reading there."""
+        self._sampler.request(time.monotonic_ns())
+
     def _request(self, end_ns: int, pending: Mark | None) -> None:
         """Asks the sampler for readings past a window's end now, without waiting; ``pending``:
         the end mark when the GPU has not reached it yet (its time is known later)."""

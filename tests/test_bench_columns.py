@@ -54,7 +54,7 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subpr
 def test_result_columns_are_the_documented_ones():
     from ecomeasure.bench.results import RESULT_COLUMNS
     assert list(RESULT_COLUMNS) == documented_result_columns()
-    assert len(set(RESULT_COLUMNS)) == len(RESULT_COLUMNS) == 64
+    assert len(set(RESULT_COLUMNS)) == len(RESULT_COLUMNS) == 65
 
 
 def test_iteration_columns_are_the_documented_ones():

@@ -14,11 +14,12 @@ from typing import Any
 
 from scipy.stats import median_abs_deviation
 
-from ..meter import SOURCES, Measurement  # a column each: ``energy_j_<source>``
+from .. import fmt
+from ..meter import SOURCES  # a column each: ``energy_j_<source>``
 from ..roofline import DecodeFloor
 from ..schema import BASELINE_QUANT, parse_float, vs_baseline_pct
 from ..units import NAN
-from .runner import ConfigRun, Iteration, net, source_energy_j
+from .runner import COUNTER_STEP_S, ConfigRun, CounterCheck, Iteration, net, source_energy_j
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,29 @@ def outliers(values: Sequence[float], mads: float = OUTLIER_MADS,
 
 
 COUNTER_AGREEMENT_PCT = 0.5
-"""How close a row's native energy must come to the energy counter's over its iterations."""
+"""How close a row's native energy must come to the energy counter's over its iterations,
+where the counter resolves that much (spans of 20 s and more; see runner.COUNTER_STEP_S)."""
 
 
-def native_vs_counter_pct(span: Measurement | None) -> float:
-    """100 * (native - counter) / counter over ``span``, the window from a configuration's first
-    iteration's start to its last one's end: the energy counter (nvmlDeviceGetTotalEnergyConsumption)
-    steps every ~100 ms, too coarse for one short iteration, but its difference over the whole
-    span is the hardware's own total. NaN without a span or a counter."""
-    if span is None:
-        return NAN
-    return vs_baseline_pct(span.energy_j, source_energy_j(span, "counter"))
+def native_vs_counter_pct(check: CounterCheck | None) -> float:
+    """100 * (native - counter) / counter between the counter readings nearest the first
+    iteration's start and the last one's end; NaN without a counter."""
+    return check.pct if check is not None else NAN
+
+
+def counter_verdict(pct: Any, span_s: Any) -> str:
+    """The console's words on a row's counter check: within or beyond COUNTER_AGREEMENT_PCT
+    where the counter resolves it, else the figure with what the counter can resolve."""
+    if not fmt.finite(pct):
+        return "no counter"
+    if not fmt.finite(span_s) or span_s <= 0:
+        return f"{pct + 0.0:+.2f} % vs counter"
+    check = CounterCheck(1.0, 1.0, float(span_s))
+    if check.resolution_pct > COUNTER_AGREEMENT_PCT:
+        return (f"{pct + 0.0:+.2f} % vs counter over {span_s:.1f} s "
+                f"(its {COUNTER_STEP_S * 1000:.0f} ms steps resolve only +-{check.resolution_pct:.1f} % there)")
+    verdict = "within" if abs(pct) <= COUNTER_AGREEMENT_PCT else "BEYOND"
+    return f"{pct + 0.0:+.2f} % vs counter over {span_s:.1f} s ({verdict} {COUNTER_AGREEMENT_PCT} %)"
 
 
 def iteration_row(ctx: RowContext, run: ConfigRun, it: Iteration, outlier: bool = False) -> dict[str, Any]:
@@ -215,7 +228,8 @@ def summary_row(ctx: RowContext, run: ConfigRun, iteration_rows: Sequence[Mappin
         "ref_energy_j_per_1k_mean": mean(ref_energy), "ref_energy_j_per_1k_std": std(ref_energy),
         "ref_energy_net_j_per_1k_mean": mean(ref_net),
         "native_vs_ref_pct": vs_baseline_pct(mean(ref_energy), energy_mean),
-        "native_vs_counter_pct": native_vs_counter_pct(run.span),
+        "native_vs_counter_pct": native_vs_counter_pct(run.counter_check),
+        "native_vs_counter_s": run.counter_check.span_s if run.counter_check is not None else NAN,
         "idle_power_w": run.idle_power_w, "ref_idle_power_w": run.ref_idle_power_w,
         "delta_vs_fp16_pct": vs_baseline_pct(energy_mean, base_gross),
         "delta_vs_fp16_net_pct": vs_baseline_pct(energy_net_mean, base_net),

@@ -7,10 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from typing import Protocol as _Protocol
+
+import numpy as np
 
 from .. import generation
-from ..meter import Measurement, Meter
+from ..meter import DeviceInfo, Measurement, Meter
 from ..reference import ReferenceMeter, ReferenceUnavailableError
+from ..schema import vs_baseline_pct
 from ..units import NAN, NS_PER_S
 from .environment import EnergySetup
 
@@ -84,9 +88,8 @@ class ConfigRun:
     token_ids: Any = None
     """The last iteration's generated ids (to compare regimes)."""
     same_tokens_as_eager: bool | None = None
-    span: Measurement | None = None
-    """The native meter's window from the first iteration's start to the last one's end: its
-    headline against its energy counter's difference (two edges, not two per iteration)."""
+    counter_check: CounterCheck | None = None
+    """The native meter against the energy counter over the configuration's iterations."""
 
     def note(self, text: str, iteration: Iteration | None = None) -> None:
         """Records a note on the configuration, or on one iteration."""
@@ -148,11 +151,16 @@ def run_configuration(generate: Callable[[int], generation.Timing], protocol: Pr
             generate(warmup_length(protocol, k))
             step("warmup")
         timings = []
+        if meter is not None:
+            synchronize()
+            meter.read_now()  # a counter reading at the first iteration's start, for counter_check
         for _ in range(protocol.iterations):
             synchronize()  # the GPU is idle at each begin mark: iterations never overlap
             timings.append(generate(protocol.new_tokens))
             step("iteration")
         synchronize()
+        if meter is not None:
+            meter.read_now()  # and one at the last iteration's end
         iterations = [Iteration(k, *t.times_ns(), t.tokens) for k, t in enumerate(timings)]
         token_ids = timings[-1].token_ids
         if protocol.idle_s > 0:
@@ -204,7 +212,7 @@ def _measure(run: ConfigRun, meter: Meter | None, reference: ReferenceMeter | No
             if not it.total.complete:
                 run.note("the native meter's data do not cover the whole window", it)
         if run.iterations:
-            run.span = meter.measure_ns(run.iterations[0].start_ns, run.iterations[-1].end_ns, "iterations")
+            run.counter_check = counter_check(meter, run.iterations[0].start_s, run.iterations[-1].end_s)
     if reference is not None and run.iterations:
         # The reference needs one reading past each window's end to interpolate it.
         if not reference.wait_past(max(run.iterations[-1].end_s, idle_end_s)):
@@ -228,6 +236,60 @@ def net(energy_j: float, idle_power_w: float, duration_s: float) -> float:
     if math.isnan(energy_j) or math.isnan(idle_power_w):
         return NAN
     return energy_j - idle_power_w * duration_s
+
+
+COUNTER_STEP_S = 0.1
+"""How often the energy counter (nvmlDeviceGetTotalEnergyConsumption) changes on Volta and
+later: each of its readings is up to this old, so a difference of two is uncertain by about
+this much time at the power of the moment."""
+
+
+@dataclass(frozen=True)
+class CounterCheck:
+    """The native meter's energy and the counter's difference over the same seconds."""
+    native_j: float
+    counter_j: float
+    span_s: float
+    """Seconds between the two counter readings compared (summed over GPUs: the shortest)."""
+
+    @property
+    def pct(self) -> float:
+        """100 * (native - counter) / counter."""
+        return vs_baseline_pct(self.native_j, self.counter_j)
+
+    @property
+    def resolution_pct(self) -> float:
+        """How far the counter alone can be off over this span, in percent."""
+        return 100 * COUNTER_STEP_S / self.span_s if self.span_s > 0 else math.inf
+
+
+class _Traces(_Protocol):
+    """What counter_check reads: a live Meter or SavedTraces."""
+    devices: list[DeviceInfo]
+
+    def trace(self, source: str, device: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def measure(self, start_s: float, end_s: float, name: str = "") -> Measurement: ...
+
+
+def counter_check(traces: _Traces, start_s: float, end_s: float) -> CounterCheck | None:
+    """The native meter against the energy counter between each GPU's counter readings
+    nearest ``start_s`` and ``end_s``: both measure exactly those seconds, so no reading is
+    interpolated across a change of load (which biased a check over a few seconds by several
+    percent when the counter is read once a second). None without two readings."""
+    native_j = counter_j = 0.0
+    span_s = math.inf
+    for d in traces.devices:
+        t_s, energy_j = traces.trace("counter", d.index)
+        if len(t_s) < 2:
+            return None
+        a, z = int(np.argmin(np.abs(t_s - start_s))), int(np.argmin(np.abs(t_s - end_s)))
+        if z <= a:
+            return None
+        native_j += traces.measure(float(t_s[a]), float(t_s[z])).devices[d.index].energy_j
+        counter_j += float(energy_j[z] - energy_j[a])
+        span_s = min(span_s, float(t_s[z] - t_s[a]))
+    return CounterCheck(native_j, counter_j, span_s) if traces.devices else None
 
 
 def source_energy_j(m: Measurement | None, source: str) -> float:

@@ -20,7 +20,7 @@ from ..schema import BASELINE_QUANT, ConfigKey
 from .display import Display
 from .environment import Hardware
 from .results import ResultsDir, interrupts_deferred
-from .rows import COUNTER_AGREEMENT_PCT, RowContext, failed_row, iteration_rows, summary_row, utc_now
+from .rows import RowContext, counter_verdict, failed_row, iteration_rows, summary_row, utc_now
 from .runner import ConfigRun, Protocol, run_configuration
 
 
@@ -415,12 +415,7 @@ class Sweep:
 def _one_line(label: str, row: dict[str, Any]) -> str:
     def f(key: str, digits: int = 0) -> str:
         return fmt.grouped(row.get(key), digits)
-    counter = row.get("native_vs_counter_pct")
-    if not fmt.finite(counter):
-        check = "no counter"
-    else:
-        verdict = "within" if abs(counter) <= COUNTER_AGREEMENT_PCT else "BEYOND"
-        check = f"{counter + 0.0:+.2f} % vs counter ({verdict} {COUNTER_AGREEMENT_PCT} %)"
+    check = counter_verdict(row.get("native_vs_counter_pct"), row.get("native_vs_counter_s"))
     return (f"{label}: {f('throughput_tok_s_mean', 2)} tok/s, {f('energy_j_per_1k_mean')} J/1k native "
             f"({row.get('method')}), net {f('energy_net_j_per_1k_mean')}, ref {f('ref_energy_j_per_1k_mean')}, "
             f"{check}")
