@@ -200,6 +200,26 @@ def test_every_pair_of_n_gpus(tmp_path):
     assert len(pairs) == 3
 
 
+def test_a_card_without_bf16_is_compared_against_fp16(tmp_path):
+    # One card measured fp16 and bitsandbytes' schemes only, the other bf16 and fp16 too: each
+    # scheme on both is compared against the baseline both have.
+    h200 = write_results_dir(tmp_path / "h200", [c for c in sweep(H200, nf4_energy=3400.0) if c.quant != "bf16"],
+                             seed=1)
+    h100 = write_results_dir(tmp_path / "h100", sweep(H100, nf4_energy=2800.0), seed=2)
+    found = {f.basis: f for f in gpu_findings([h200, h100])}
+    assert found["gross"].verdict == "holds", found["gross"].detail
+    assert "mistral nf4 vs fp16 in eager" in found["gross"].detail
+    assert " vs bf16 " not in found["gross"].detail
+
+
+def test_two_gpus_without_a_common_scheme_are_not_testable(tmp_path):
+    h200 = write_results_dir(tmp_path / "h200", [c for c in sweep(H200) if c.quant in ("fp16", "nf4")], seed=1)
+    h100 = write_results_dir(tmp_path / "h100", [c for c in sweep(H100) if c.quant in ("fp16", "int4wo")], seed=2)
+    found = gpu_findings([h200, h100])
+    assert {f.verdict for f in found} == {"not testable here"}
+    assert {f.gpu_name for f in found} == {f"{H200} vs {H100}"} and {f.basis for f in found} == {"gross", "net"}
+
+
 def test_one_gpu_is_not_testable(tmp_path):
     found = gpu_findings([write_results_dir(tmp_path, sweep(H200))])
     assert {f.verdict for f in found} == {"not testable here"}

@@ -307,22 +307,23 @@ def check_bytes_at_floor(figures: Sequence[SchemeFigure]) -> list[Finding]:
     return out
 
 
-def decide_gpu_dependence(pairs: Sequence[tuple[SchemeFigure, SchemeFigure]]) -> tuple[str, str]:
+def decide_gpu_dependence(pairs: Sequence[tuple[SchemeFigure, SchemeFigure, str]]) -> tuple[str, str]:
     """The study's sixth finding between two GPUs: each scheme (model, batch size, regime)
-    measured on both, its change against the same 16-bit baseline on each card with 95 % CIs.
-    Holds when for at least one scheme the two CIs do not overlap (its saving depends on the
-    card); does not hold when every scheme's CIs overlap; not testable without a scheme on
-    both cards."""
+    measured on both, its change against the same 16-bit baseline (the third item, one both
+    cards measured) on each card with 95 % CIs. Holds when for at least one scheme the two CIs
+    do not overlap (its saving depends on the card); does not hold when every scheme's CIs
+    overlap; not testable without a scheme on both cards."""
     if not pairs:
-        return NOT_TESTABLE, ("needs one scheme and its 16-bit row measured on both GPUs (same "
+        return NOT_TESTABLE, ("needs one scheme and a 16-bit row measured on both GPUs (same "
                               "model, batch size and regime)")
     parts, differ = [], []
-    for a, b in pairs:
-        apart = not a.measured.overlaps(b.measured)
+    for a, b, base in pairs:
+        on_a, on_b = a.vs[base], b.vs[base]
+        apart = not on_a.overlaps(on_b)
         if apart:
             differ.append(_name(a))
-        parts.append(f"{_name(a)} vs {a.baseline} in {a.config.regime}: {_change(a.measured)} on "
-                     f"{a.config.gpu_name}, {_change(b.measured)} on {b.config.gpu_name}"
+        parts.append(f"{_name(a)} vs {base} in {a.config.regime}: {_change(on_a)} on "
+                     f"{a.config.gpu_name}, {_change(on_b)} on {b.config.gpu_name}"
                      + (" (differ)" if apart else " (CIs overlap)"))
     detail = "; ".join(parts)
     if differ:
@@ -330,36 +331,51 @@ def decide_gpu_dependence(pairs: Sequence[tuple[SchemeFigure, SchemeFigure]]) ->
     return DOES_NOT_HOLD, detail
 
 
+def _common_baseline(a: SchemeFigure, b: SchemeFigure) -> str:
+    """The 16-bit baseline both cards measured this scheme against (bf16 before fp16), or ""."""
+    return next((q for q in PREDICTION_BASELINES
+                 if q in a.vs and q in b.vs and math.isfinite(a.vs[q].pct) and math.isfinite(b.vs[q].pct)), "")
+
+
 def check_gpu_dependence(figures: Sequence[SchemeFigure]) -> list[Finding]:
     """decide_gpu_dependence for every pair of GPU models (by ``gpu_name``) among the
     datasets, per regime, method and basis: N cards give N (N - 1) / 2 pairs. The schemes
-    compared are every one but the 16-bit baselines, each against its predicting baseline."""
+    compared are every one but the 16-bit baselines, each against a baseline both cards have
+    (one card's fp16-only dataset is compared with another's bf16-and-fp16 one against fp16)."""
     out = []
     by_key: dict[tuple, dict[str, SchemeFigure]] = {}
     for f in figures:
-        if not f.baseline or f.config.quant in BASELINES or not math.isfinite(f.measured.pct):
+        if not f.vs or f.config.quant in BASELINES:
             continue  # the 16-bit rows are the baselines, not schemes whose saving is compared
         c = f.config
-        key = (c.regime, f.method, f.basis, c.model, c.batch_size, c.quant, f.baseline)
+        key = (c.regime, f.method, f.basis, c.model, c.batch_size, c.quant)
         by_key.setdefault(key, {}).setdefault(c.gpu_name, f)  # first of a GPU model: table order
     gpus = list(dict.fromkeys(f.config.gpu_name for f in figures))
-    groups = dict.fromkeys((f.config.regime, f.method, f.basis) for f in figures)
+    method_bases = dict.fromkeys((f.method, f.basis) for f in figures)
+    datasets = ", ".join(dict.fromkeys(f.config.dataset for f in figures))
     if len(gpus) == 1:
-        datasets = ", ".join(dict.fromkeys(f.config.dataset for f in figures))
         return [Finding("gpu_dependence", datasets, gpus[0], method, basis, NOT_TESTABLE,
                         "needs the same scheme and its 16-bit row measured on two GPU models "
                         "(results directories of two cards)")
-                for method, basis in dict.fromkeys((f.method, f.basis) for f in figures)]
+                for method, basis in method_bases]
+    groups = dict.fromkeys((f.config.regime, f.method, f.basis) for f in figures)
     for gpu_a, gpu_b in itertools.combinations(gpus, 2):
+        decided: set[tuple[str, str]] = set()
         for regime, method, basis in groups:
-            pairs = [(on[gpu_a], on[gpu_b]) for key, on in by_key.items()
-                     if key[:3] == (regime, method, basis) and gpu_a in on and gpu_b in on]
+            pairs = [(on[gpu_a], on[gpu_b], base) for key, on in by_key.items()
+                     if key[:3] == (regime, method, basis) and gpu_a in on and gpu_b in on
+                     and (base := _common_baseline(on[gpu_a], on[gpu_b]))]
             if not pairs:
                 continue
             verdict, detail = decide_gpu_dependence(pairs)
-            datasets = ", ".join(dict.fromkeys(f.config.dataset for pair in pairs for f in pair))
-            out.append(Finding("gpu_dependence", datasets, f"{gpu_a} vs {gpu_b}", method, basis,
+            decided.add((method, basis))
+            names = ", ".join(dict.fromkeys(f.config.dataset for pair in pairs for f in pair[:2]))
+            out.append(Finding("gpu_dependence", names, f"{gpu_a} vs {gpu_b}", method, basis,
                                verdict, f"{regime}: {detail}"))
+        out += [Finding("gpu_dependence", datasets, f"{gpu_a} vs {gpu_b}", method, basis, NOT_TESTABLE,
+                        "no scheme measured on both GPUs with a 16-bit row of each (same model, "
+                        "batch size and regime)")
+                for method, basis in method_bases if (method, basis) not in decided]
     return out
 
 
