@@ -303,3 +303,67 @@ def test_the_h200_figures_in_the_prose_are_the_data():
         for basis in ("gross", "net"):
             f = verdicts[(regime, basis)]
             assert f.verdict == "holds" and "only 'only when' is tested" in f.detail, (regime, basis)
+
+
+def test_the_h100_figures_in_the_prose_are_the_data():
+    from ecomeasure import fmt
+    h100 = load_results_dir(ROOT / "docs" / "results" / "2026-12-06-h100")
+    figures = [f for f in floor.figures_of([h100], ("native",)) if f.basis == "gross"]
+
+    def one(model: str, quant: str, batch_size: int = 1, regime: str = "graph") -> floor.SchemeFigure:
+        found = [f for f in figures if (f.config.model, f.config.quant, f.config.batch_size, f.config.regime)
+                 == (model, quant, batch_size, regime)]
+        assert len(found) == 1, (model, quant, batch_size, regime)
+        return found[0]
+
+    def ci(f: floor.SchemeFigure) -> str:
+        m = f.measured
+        return f"{fmt.pct(m.pct)} [{fmt.pct(m.low)}, {fmt.pct(m.high)}]"
+
+    int4, bf16 = one("mistral", "int4wo"), one("mistral", "bf16")
+    assert int4.baseline == "bf16"
+    speed = f"{int4.config.value('throughput_tok_s_mean') / bf16.config.value('throughput_tok_s_mean'):.2f}x"
+    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    for phrase in (f"{int4.config.value('throughput_tok_s_mean'):.1f} tok/s against bf16's "
+                   f"{bf16.config.value('throughput_tok_s_mean'):.1f} ({speed})",
+                   f"costs {ci(int4)} per token", f"Qwen2-1.5B int4wo {ci(one('qwen2-1.5b', 'int4wo'))}",
+                   f"reach only {100 * int4.floor_fraction:.0f} % of the bandwidth floor (bf16: "
+                   f"{100 * int4.baseline_floor_fraction:.0f} %)",
+                   f"realizes {int4.realized_share:.2f} of what its bytes predict",
+                   f"nf4 {fmt.pct(one('mistral', 'nf4').measured.pct)}, pure int8 "
+                   f"{fmt.pct(one('mistral', 'int8_pure').measured.pct)}",
+                   f"int8wo {fmt.pct(one('mistral', 'int8wo').measured.pct)}, fp8wo "
+                   f"{fmt.pct(one('mistral', 'fp8wo').measured.pct)}",
+                   f"reach {100 * one('mistral', 'int8wo').floor_fraction:.0f} % and "
+                   f"{100 * one('mistral', 'fp8wo').floor_fraction:.0f} % of the floor",
+                   f"(fp8dq) saves {fmt.pct(one('mistral', 'fp8dq').measured.pct)}",
+                   f"pure int8 is the cheapest ({fmt.pct(one('mistral', 'int8_pure', 8).measured.pct)})",
+                   f"int4wo saves {fmt.pct(one('mistral', 'int4wo', 8).measured.pct)}, and nf4 costs "
+                   f"{fmt.pct(one('mistral', 'nf4', 8).measured.pct)}",
+                   f"Mistral-7B int4wo is {ci(one('mistral', 'int4wo', 1, 'eager'))} against bf16",
+                   f"it costs {fmt.pct(one('mistral', 'int8dq', 1, 'eager').measured.pct)}",
+                   f"with {int4.floor_share:.2f} of bf16's floor fraction"):
+        assert phrase in doc, phrase
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for phrase in (f"Mistral-7B {speed} faster than bf16 at {fmt.pct(int4.measured.pct)}",
+                   f"{int4.realized_share:.2f} of its bytes' saving",
+                   f"cost {fmt.pct(one('mistral', 'int8wo').measured.pct)} and "
+                   f"{fmt.pct(one('mistral', 'fp8wo').measured.pct)}",
+                   f"at batch size 8 int4wo saves {fmt.pct(one('mistral', 'int4wo', 8).measured.pct)}"):
+        assert phrase in readme, phrase
+    verdicts = [f for f in floor.check_bytes_at_floor(floor.figures_of([h100], ("native",)))]
+    assert verdicts and all(f.verdict == "holds" and "only 'only when' is tested" in f.detail for f in verdicts)
+
+    # Between the cards: nf4 against fp16 on each.
+    h200 = load_results_dir(ROOT / "docs" / "results" / "2026-11-30-h200")
+    both = floor.figures_of([h200, h100], ("native",))
+    found = {f.basis: f for f in floor.check_gpu_dependence(both) if f.detail.startswith("graph: ")}
+    assert found["gross"].verdict == found["net"].verdict == "holds"
+    nf4 = [f for f in both if (f.config.model, f.config.quant, f.config.batch_size, f.config.regime, f.basis)
+           == ("mistral", "nf4", 1, "graph", "gross")]
+    on = {f.config.gpu_name: f.vs["fp16"] for f in nf4}
+    h200_nf4, h100_nf4 = on["NVIDIA H200"], on["NVIDIA H100 80GB HBM3"]
+    phrase = (f"Mistral-7B nf4 saves {fmt.pct(h200_nf4.pct)} [{fmt.pct(h200_nf4.low)}, {fmt.pct(h200_nf4.high)}] "
+              f"on the H200 and {fmt.pct(h100_nf4.pct)} [{fmt.pct(h100_nf4.low)}, {fmt.pct(h100_nf4.high)}] on the H100")
+    assert phrase in doc, phrase
+    assert f"({fmt.pct(h200_nf4.pct)} and {fmt.pct(h100_nf4.pct)} vs fp16)" in readme
