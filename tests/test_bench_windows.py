@@ -104,7 +104,10 @@ def test_no_idle_baseline_leaves_net_empty_and_says_why(square_wave):
 
 # notes, on stand-ins for the meters ---------------------------------------------------------
 class ShortMeter:
-    """A native meter whose data never cover a window (the wait for data timed out)."""
+    """A native meter whose data never cover a window (the wait for data timed out), and
+    that reads no GPU's energy counter (no counter check)."""
+    devices: list = []
+
     def measure_ns(self, start_ns, end_ns, name=""):
         return SimpleNamespace(energy_j=1.0, complete=False, method="samples", source_energy_j=lambda s: 1.0)
 
