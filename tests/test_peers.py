@@ -23,8 +23,9 @@ def peers():
     sys.modules.pop("peers_bench", None)
 
 
-def row(peers, method, energy, truth, length=1.0, workload="steady", begin=0.001, end=0.002, note=""):
-    return peers.Row(workload, length, 0, method, energy, length, truth, begin, end, note=note)
+def row(peers, method, energy, truth, length=1.0, workload="steady", begin=0.001, end=0.002, note="",
+        read=math.nan):
+    return peers.Row(workload, length, 0, method, energy, length, truth, begin, end, read_s=read, note=note)
 
 
 def test_local_power_is_the_counters_slope_inside_the_load(peers):
@@ -63,7 +64,51 @@ def test_table_says_not_installed_and_failed(peers):
     assert cells[2] == "0.20 % (0.20 %)"
     assert cells[2 + peers.METHODS.index("codecarbon_15s")] == "not installed"
     assert cells[2 + peers.METHODS.index("zeus_power")] == "failed: RuntimeError: no samples"
-    assert "| bursts | 1 s |" in table and "overhead per window" in table
+    assert "| bursts | 1 s |" in table and "caller cost per window" in table
+
+
+def test_caller_cost_and_time_to_result_are_apart(peers):
+    # ecomeasure: cheap to close, its energy 18 ms later; Zeus: its end call computes.
+    rows = [row(peers, "ecomeasure", 100.0, 100.0, begin=0.00001, end=0.00002, read=r) for r in (0.017, 0.018, 0.019)]
+    rows += [row(peers, "zeus_monitor", 100.0, 100.0, begin=0.004, end=0.005, read=0.0) for _ in range(3)]
+    rows += [row(peers, "seed_10hz", 100.0, 100.0)]  # a run made before reads were timed
+    summary = {s.method: s for s in peers.summarize(rows)}
+    assert summary["ecomeasure"].median_overhead_ms == pytest.approx(0.03)
+    assert summary["ecomeasure"].median_result_ms == pytest.approx(18.02)
+    assert summary["zeus_monitor"].median_result_ms == pytest.approx(5.0)
+    assert math.isnan(summary["seed_10hz"].median_result_ms)
+    lines = peers.markdown_table(peers.summarize(rows)).splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("| time to result")))
+    cells = [c.strip() for c in lines[at + 2].strip("|").split("|")]
+    assert cells[0] == "steady" and cells[1 + peers.METHODS.index("ecomeasure")] == "18.02"
+    assert cells[1 + peers.METHODS.index("seed_10hz")] == "-"
+
+
+def test_a_window_is_read_right_after_it_ends_and_the_read_is_timed(peers):
+    import time
+
+    class Slow:
+        def begin(self):
+            pass
+
+        def end(self):
+            def result():
+                time.sleep(0.05)
+                return 7.0, 1.0
+            return result
+
+    class Broken(Slow):
+        def end(self):
+            def result():
+                raise RuntimeError("no samples")
+            return result
+
+    _, timing = peers.measure_window({"ecomeasure": Slow(), "zeus_power": Broken()}, 0, lambda: None)
+    result, _, _, error, read_s = timing["ecomeasure"]
+    assert result() == (7.0, 1.0) and error == "" and 0.045 <= read_s < 1.0
+    assert timing["zeus_power"][0] is None and timing["zeus_power"][3] == "RuntimeError: no samples"
+    rows = peers._rows("steady", 1.0, 0, timing, lambda own: 7.0)
+    assert {r.method: r.read_s for r in rows}["ecomeasure"] == read_s
 
 
 def test_a_missing_peer_gives_one_line_that_says_what_to_install(peers, monkeypatch):

@@ -379,7 +379,7 @@ def test_the_readme_brief_results_are_the_data():
         says(f"{burst}, {median(row['native headline, window'])} against {median(row[ten_hz])}")
     says(f"({median(validation['0.25 s']['native headline, burst + 0.3 s tail'])} with the 0.3 s tail")
 
-    errors, overhead = _tables("docs/peers.md", "peers runs/2026-11-30-h200-peers")
+    errors, overhead, _time_to_result = _tables("docs/peers.md", "peers runs/2026-11-30-h200-peers")
     peers = {(r["workload"], r["window"]): r for r in errors}
     one_s = peers["bursts", "1 s"]
     says(f"{median(one_s['ecomeasure'])} (ecomeasure), {median(one_s['zeus_monitor'])} (Zeus), "
@@ -389,6 +389,10 @@ def test_the_readme_brief_results_are_the_data():
     assert [m for m, cell in worst.items() if abs(_number(cell)) < 10] == ["ecomeasure"]
     cost_ms = [float(r["ecomeasure"]) for r in overhead]
     says(f"({min(cost_ms):.0f}-{max(cost_ms):.0f} ms")
+    with open(ROOT / "docs/runs/2026-12-06-h100-window-cost/window_cost.json") as f:
+        window = json.load(f)
+    says(f"costs its caller {window['caller_cost_us']['median']:.1f} us and its energy is there "
+         f"{window['time_to_result_ms']['median']:.1f} ms after its end")
 
     with open(ROOT / "docs/runs/2026-11-30-h200-meter-overhead/meter_overhead.json") as f:
         pairs = json.load(f)
@@ -402,3 +406,19 @@ def test_the_readme_brief_results_are_the_data():
     says(f"a 24-configuration sweep took {' and '.join(f'{x:.3f}' for x in ratios['24'])} of its one-GPU time",
          f"18 configurations: {min(ratios['18']):.3f}-{max(ratios['18']):.3f}")
     assert not missing, f"README's results in brief lack (or differ from) these figures of the data: {missing}"
+
+
+def test_the_window_cost_figures_are_the_data():
+    with open(ROOT / "docs/runs/2026-12-06-h100-window-cost/window_cost.json") as f:
+        w = json.load(f)
+    page = (ROOT / "docs/meter-windows.md").read_text()
+
+    def cells(key: str, unit: str) -> str:
+        return f"| {w[key]['median']:.1f} {unit} | {w[key]['p90']:.1f} {unit} |"
+    for expected in (cells("caller_cost_us", "us"), cells("time_to_result_ms", "ms"), cells("old_end_and_read_ms", "ms"),
+                     f"| {w['begin_us']['median']:.1f} / {w['end_us']['median']:.1f} us | "
+                     f"{w['begin_us']['p90']:.1f} / {w['end_us']['p90']:.1f} us |",
+                     f"{w['window_duration_ms']['median']:.2f} ms around four {w['matmul_size']} x {w['matmul_size']}"):
+        assert expected in " ".join(page.split()) or expected in page, expected
+    assert w["unread_energies_finite"] and w["goals"]["caller_cost_met"] and w["goals"]["time_to_result_met"]
+    assert w["matmuls_per_window"] == 4 and w["caller_cost_us"]["n"] == 1000

@@ -30,8 +30,11 @@ Two workloads, each window's truth set against each method's *own* window length
   power times the rest of the method's window. Windows end when the work does, so the ~0.1 s
   above idle after a burst (counted by the truth) lies outside every method's window.
 
-Each method's per-window overhead is the caller's time inside its begin and end calls
-(``time.perf_counter``). Zeus and CodeCarbon are optional (``pip install "ecomeasure[peers]"``);
+Each method's per-window **caller cost** is the caller's time inside its begin and end calls
+(``time.perf_counter``); its **time to result** adds the first read of the window's energy,
+made right after the window (ecomeasure's ``end_window`` returns at once and computes when read,
+waiting for readings past the end; the 10 Hz method waits for one reading past the end; Zeus
+and CodeCarbon compute inside their end call). Zeus and CodeCarbon are optional (``pip install "ecomeasure[peers]"``);
 a missing one is said in one line and its columns read "not installed". Zeus imports
 scikit-learn for one function, ``sklearn.metrics.auc`` (the trapezoid rule); where scikit-learn
 is missing, this script registers a stand-in with the same function (``_stand_in_for_sklearn``).
@@ -140,7 +143,7 @@ def import_peers() -> dict[str, object]:
 # --- the methods ---------------------------------------------------------------------------------
 
 Result = Callable[[], tuple[float, float]]
-"""Called after the run: the window's (energy J, the method's own window length s)."""
+"""Called right after the window: its (energy J, the method's own window length s)."""
 
 
 class EcoMethod:
@@ -220,7 +223,11 @@ class SeedMethod:
 
     def end(self) -> Result:
         t0, t1 = self.t0, time.monotonic()
-        return lambda: (self.reference.energy_j(t0, t1).energy_j, t1 - t0)
+
+        def result() -> tuple[float, float]:
+            self.reference.wait_past(t1)  # its trapezoid needs a reading past the end
+            return self.reference.energy_j(t0, t1).energy_j, t1 - t0
+        return result
 
 
 # --- the truth and the analysis (pure) --------------------------------------------------------
@@ -259,6 +266,8 @@ class Row:
     """Steady: the local power; bursts: the truth's burst power."""
     idle_w: float = NAN
     burst_s: float = NAN
+    read_s: float = NAN
+    """The first read of the result, right after the window (NaN in runs made before it was timed)."""
     note: str = ""
 
     @property
@@ -276,7 +285,9 @@ class Summary:
     worst_error: float
     """The signed error of largest magnitude."""
     median_overhead_ms: float
-    """Median of begin + end, ms."""
+    """Median of begin + end, ms: the caller's cost."""
+    median_result_ms: float = NAN
+    """Median of end + the first read: from the window's end to its energy, ms."""
     note: str = ""
 
 
@@ -295,14 +306,16 @@ def summarize(rows: list[Row], unavailable: dict[str, str] | None = None) -> lis
             errors = np.array([r.error for r in rs], dtype=float)
             errors = errors[np.isfinite(errors)]
             overhead = [1e3 * (r.begin_s + r.end_s) for r in rs]
+            to_result = [1e3 * (r.end_s + r.read_s) for r in rs if math.isfinite(r.read_s)]
+            result_ms = float(np.median(to_result)) if to_result else NAN
             if len(errors) == 0:
                 note = unavailable.get(method) or ("failed: " + rs[0].note if rs and rs[0].note else "no data")
                 out.append(Summary(workload, length, method, 0, NAN, NAN,
-                                   float(np.median(overhead)) if overhead else NAN, note))
+                                   float(np.median(overhead)) if overhead else NAN, result_ms, note))
                 continue
             worst = float(errors[int(np.argmax(np.abs(errors)))])
             out.append(Summary(workload, length, method, len(errors), float(np.median(np.abs(errors))),
-                               worst, float(np.median(overhead))))
+                               worst, float(np.median(overhead)), result_ms))
     return out
 
 
@@ -312,7 +325,7 @@ def _pct(x: float) -> str:
 
 def markdown_table(summary: list[Summary]) -> str:
     """Median |error| (worst signed error) per workload and length, a column per method; then
-    each method's median overhead per window."""
+    each method's median caller cost per window, and its median time to result."""
     head = "| workload | window | " + " | ".join(METHODS) + " |"
     lines = [head, "|" + "---|" * (len(METHODS) + 2)]
     cells: dict[tuple[str, float], dict[str, str]] = {}
@@ -321,15 +334,16 @@ def markdown_table(summary: list[Summary]) -> str:
         cells.setdefault((s.workload, s.length_s), {})[s.method] = text
     for (workload, length), row in cells.items():
         lines.append(f"| {workload} | {length:g} s | " + " | ".join(row.get(m, "-") for m in METHODS) + " |")
-    lines += ["", "| overhead per window (begin + end, median ms) | " + " | ".join(METHODS) + " |",
-              "|" + "---|" * (len(METHODS) + 1)]
-    for workload in dict.fromkeys(s.workload for s in summary):
-        values = []
-        for m in METHODS:
-            ms = [s.median_overhead_ms for s in summary if s.workload == workload and s.method == m
-                  and s.n > 0 and math.isfinite(s.median_overhead_ms)]
-            values.append(f"{np.median(ms):.2f}" if ms else "-")
-        lines.append(f"| {workload} | " + " | ".join(values) + " |")
+    for title, figure in (("caller cost per window (begin + end, median ms)", "median_overhead_ms"),
+                          ("time to result (end + first read, median ms)", "median_result_ms")):
+        lines += ["", f"| {title} | " + " | ".join(METHODS) + " |", "|" + "---|" * (len(METHODS) + 1)]
+        for workload in dict.fromkeys(s.workload for s in summary):
+            values = []
+            for m in METHODS:
+                ms = [getattr(s, figure) for s in summary if s.workload == workload and s.method == m
+                      and s.n > 0 and math.isfinite(getattr(s, figure))]
+                values.append(f"{np.median(ms):.2f}" if ms else "-")
+            lines.append(f"| {workload} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
@@ -369,8 +383,9 @@ def _sleep_until(t: float) -> None:
 
 
 def measure_window(methods: dict[str, object], shift: int, body: Callable[[], object]):
-    """Begins every method (rotated by ``shift``), runs ``body``, ends them in reverse order.
-    Returns body's value and {method: (result or None, begin s, end s, error text)}."""
+    """Begins every method (rotated by ``shift``), runs ``body``, ends them in reverse order,
+    then reads each result in that order. Returns body's value and {method: (result or None,
+    begin s, end s, error text, first read s)}."""
     order = list(methods)
     order = order[shift % len(order):] + order[:shift % len(order)]
     timing: dict[str, list] = {}
@@ -381,7 +396,7 @@ def measure_window(methods: dict[str, object], shift: int, body: Callable[[], ob
             error = ""
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        timing[name] = [None, time.perf_counter() - t, NAN, error]
+        timing[name] = [None, time.perf_counter() - t, NAN, error, NAN]
     value = body()
     for name in reversed(order):
         if timing[name][3]:
@@ -392,16 +407,29 @@ def measure_window(methods: dict[str, object], shift: int, body: Callable[[], ob
         except Exception as exc:
             timing[name][3] = f"{type(exc).__name__}: {exc}"
         timing[name][2] = time.perf_counter() - t
+    for name in reversed(order):
+        result = timing[name][0]
+        if result is None:
+            continue
+        t = time.perf_counter()
+        try:
+            figures = result()
+        except Exception as exc:
+            timing[name][0], timing[name][3] = None, f"{type(exc).__name__}: {exc}"
+        else:
+            timing[name][0] = lambda figures=figures: figures
+        timing[name][4] = time.perf_counter() - t
     return value, timing
 
 
 def _rows(workload: str, length: float, index: int, timing: dict, truth: Callable[[float], float],
           **extra) -> list[Row]:
     out = []
-    for name, (result, begin_s, end_s, error) in timing.items():
+    for name, (result, begin_s, end_s, error, read_s) in timing.items():
         energy, own = result() if result is not None else (NAN, NAN)
         out.append(Row(workload, length, index, name, float(energy), float(own),
-                       truth(own) if math.isfinite(own) else NAN, begin_s, end_s, note=error, **extra))
+                       truth(own) if math.isfinite(own) else NAN, begin_s, end_s, read_s=read_s, note=error,
+                       **extra))
     return out
 
 
