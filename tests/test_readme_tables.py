@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import patched_environ
+
 from ecomeasure import Meter, fmt
 from ecomeasure.reference import ReferenceMeter
 from ecomeasure.validate import (EdgeCounter, PlanSettings, ScriptedWorkload, build_plan, run_validation, schedule,
@@ -422,3 +423,30 @@ def test_the_window_cost_figures_are_the_data():
         assert expected in " ".join(page.split()) or expected in page, expected
     assert w["unread_energies_finite"] and w["goals"]["caller_cost_met"] and w["goals"]["time_to_result_met"]
     assert w["matmuls_per_window"] == 4 and w["caller_cost_us"]["n"] == 1000
+
+
+def test_the_monitor_and_attribution_figures_are_the_data():
+    with open(ROOT / "docs/runs/2026-12-06-h100-monitor-check/monitor_check.json") as f:
+        m = json.load(f)
+    gpu = m["gpus"][0]
+    monitor = " ".join((ROOT / "docs/monitor.md").read_text().split())
+    for expected in (f"measured {fmt.grouped(gpu['monitor_j'], 1)} J ({gpu['method']}) over the command's "
+                     f"{m['monitor_duration_s']:.3f} s", f"the counter {fmt.grouped(gpu['counter_j'], 1)} J",
+                     f"{m['child_life_s']:.3f} s apart: {100 * gpu['error']:+.3f} %",
+                     f"{100 * gpu['same_edges_error']:+.3f} % over the counter readings'"):
+        assert expected in monitor, expected
+    assert m["within_goal"] and m["exit_code_passed"] and not m["rapl"]["readable"]
+
+    with open(ROOT / "docs/runs/2026-12-06-h100-attribution/attribution.json") as f:
+        a = json.load(f)
+    c = a["checks"]
+    page = " ".join((ROOT / "docs/attribution.md").read_text().split())
+    for expected in (f"{a['requests']} requests in {fmt.grouped(a['steps'])} steps over {a['span_s']:.1f} s",
+                     f"({fmt.grouped(c['union_measured_j'], 1)} J; {c['attributed_vs_union_pct']:+.3f} %)",
+                     f"not-attributed {fmt.grouped(c['not_attributed_j'], 1)} J",
+                     f"to {fmt.grouped(c['total_j'], 1)} J, {c['total_vs_counter_pct']:+.2f} % from the energy counter's "
+                     f"{fmt.grouped(c['counter_j'], 1)} J",
+                     f"summed to {fmt.grouped(c['windows_measured_alone_sum_j'], 1)} J, "
+                     f"{c['windows_measured_alone_sum_j'] / c['union_measured_j']:.1f}x the union"):
+        assert expected in page, expected
+    assert all(a["goals"].values())
