@@ -21,6 +21,7 @@ import numpy.typing as npt
 from . import _native
 from .cpu import CpuEnergy, CpuSampler, CpuTraces, cpu_sampler
 from .devices import DeviceSelection, select_devices
+from .units import NAN
 from .units import NS_PER_S as _NS
 
 SOURCES: tuple[str, ...] = tuple(_native.SOURCES)
@@ -119,7 +120,7 @@ class DeviceEnergy:
     calibration: float
     complete: bool
     sources: Mapping[str, SourceEnergy] = field(default_factory=dict)
-    gpu_busy_share: float = float("nan")
+    gpu_busy_share: float = NAN
     """Share (0..1) of the window in which a kernel ran, from NVML's utilization samples
     (time-weighted, each sample covering the period since the one before); NaN where the GPU
     gives none or none covers the window."""
@@ -150,7 +151,7 @@ class Measurement:
 
     @property
     def power_w(self) -> float:
-        return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
+        return self.energy_j / self.duration_s if self.duration_s > 0 else NAN
 
     @property
     def method(self) -> str:
@@ -166,7 +167,7 @@ class Measurement:
         """Share (0..1) of the window in which a kernel ran, the mean over devices; NaN if any
         device lacks it (see DeviceEnergy.gpu_busy_share)."""
         shares = [d.gpu_busy_share for d in self.devices.values()]
-        return float(sum(shares) / len(shares)) if shares else float("nan")
+        return float(sum(shares) / len(shares)) if shares else NAN
 
     def source_energy_j(self, source: str) -> float:
         """Energy by one source, summed over devices; NaN where a device lacks it."""
@@ -174,7 +175,7 @@ class Measurement:
         total = 0.0
         for d in self.devices.values():
             if source not in d.sources:
-                return float("nan")
+                return NAN
             total += d.sources[source].energy_j
         return total
 
@@ -191,7 +192,7 @@ def _measurement(name: str, t0_ns: int, t1_ns: int,
                  per_device: Iterable[tuple[int, dict[str, Any]]]) -> Measurement:
     duration_s = (t1_ns - t0_ns) / _NS
     def power(e: float) -> float:
-        return e / duration_s if duration_s > 0 else float("nan")
+        return e / duration_s if duration_s > 0 else NAN
     devices = {}
     for index, raw in per_device:
         sources = {name_: SourceEnergy(name_, s["energy_j"], power(s["energy_j"]), s["samples"],

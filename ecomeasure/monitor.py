@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import errors
-from .units import NS_PER_S
+from .units import NAN, NS_PER_S
 
 PROG = "python -m ecomeasure.monitor"
 EXIT_BAD_INPUT = 2
@@ -325,8 +325,8 @@ def run_command(command: list[str], sources: Sources, interval_s: float,
 
 def _energy(energy_j: float, seconds: float, powers_w: list[float]) -> dict[str, float]:
     return {"energy_j": energy_j, "energy_wh": energy_j / _WH,
-            "mean_power_w": energy_j / seconds if seconds > 0 else float("nan"),
-            "peak_power_w": max(powers_w) if powers_w else float("nan")}
+            "mean_power_w": energy_j / seconds if seconds > 0 else NAN,
+            "peak_power_w": max(powers_w) if powers_w else NAN}
 
 
 def _peak_rows(run: Run) -> list[Interval]:

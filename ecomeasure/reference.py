@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _native
-from .units import NS_PER_S
+from .units import NAN, NS_PER_S
 
 
 class ReferenceEnergy(NamedTuple):
@@ -171,7 +171,7 @@ class ReferenceMeter:
             raise ValueError("a window cannot end before it begins")
         t_ns, power_w = self.samples_ns()
         if len(t_ns) == 0:
-            return ReferenceEnergy(float("nan"), 0, False)
+            return ReferenceEnergy(NAN, 0, False)
         energy_j, inside, covered = _native.trapezoid(t_ns, power_w, int(round(t0_s * NS_PER_S)),
                                                       int(round(t1_s * NS_PER_S)))
         return ReferenceEnergy(float(energy_j), int(inside), bool(covered))
@@ -179,7 +179,7 @@ class ReferenceMeter:
     def power_w(self, t0_s: float, t1_s: float) -> float:
         """Mean power over [t0_s, t1_s]: ``energy_j / duration``."""
         duration_s = t1_s - t0_s
-        return self.energy_j(t0_s, t1_s).energy_j / duration_s if duration_s > 0 else float("nan")
+        return self.energy_j(t0_s, t1_s).energy_j / duration_s if duration_s > 0 else NAN
 
     def save_csv(self, path: str | os.PathLike[str]) -> Path:
         """Writes every reading as ``time_s,power_w`` (monotonic seconds, watts)."""

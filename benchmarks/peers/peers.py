@@ -66,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecomeasure import errors
 from ecomeasure.units import NAN, NS_PER_S
 
 PEERS = {"zeus": "zeus==0.16.0", "codecarbon": "codecarbon==3.3.2"}
@@ -131,12 +132,12 @@ def import_peers() -> dict[str, object]:
         import zeus.monitor
         found["zeus"] = zeus.monitor
     except Exception as exc:  # ImportError, or a broken install
-        found["zeus"] = f"{type(exc).__name__}: {exc}"
+        found["zeus"] = errors.summarize(exc)
     try:
         import codecarbon
         found["codecarbon"] = codecarbon
     except Exception as exc:
-        found["codecarbon"] = f"{type(exc).__name__}: {exc}"
+        found["codecarbon"] = errors.summarize(exc)
     return found
 
 
@@ -395,7 +396,7 @@ def measure_window(methods: dict[str, object], shift: int, body: Callable[[], ob
             methods[name].begin()
             error = ""
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = errors.summarize(exc)
         timing[name] = [None, time.perf_counter() - t, NAN, error, NAN]
     value = body()
     for name in reversed(order):
@@ -405,7 +406,7 @@ def measure_window(methods: dict[str, object], shift: int, body: Callable[[], ob
         try:
             timing[name][0] = methods[name].end()
         except Exception as exc:
-            timing[name][3] = f"{type(exc).__name__}: {exc}"
+            timing[name][3] = errors.summarize(exc)
         timing[name][2] = time.perf_counter() - t
     for name in reversed(order):
         result = timing[name][0]
@@ -415,7 +416,7 @@ def measure_window(methods: dict[str, object], shift: int, body: Callable[[], ob
         try:
             figures = result()
         except Exception as exc:
-            timing[name][0], timing[name][3] = None, f"{type(exc).__name__}: {exc}"
+            timing[name][0], timing[name][3] = None, errors.summarize(exc)
         else:
             timing[name][0] = lambda figures=figures: figures
         timing[name][4] = time.perf_counter() - t
@@ -498,7 +499,7 @@ def start_methods(peers: dict[str, object], args: argparse.Namespace, nvml_index
         try:
             methods[name] = make()
         except Exception as exc:
-            print(f"peers: {name} could not start ({type(exc).__name__}: {exc}); its columns say 'failed'", flush=True)
+            print(f"peers: {name} could not start ({errors.summarize(exc)}); its columns say 'failed'", flush=True)
             unavailable[name] = "failed"
     return methods
 
