@@ -30,6 +30,11 @@
 #   overhead  the meter's cost on graph-regime throughput (benchmarks/meter/meter_overhead.py)
 #   validate  python -m ecomeasure.validate (its saved run)
 #   peers     benchmarks/peers/peers.py (Zeus, CodeCarbon beside ecomeasure)
+#   windows   the meter as others use it: a window's cost and time to result, the monitor command
+#             against the energy counter, request attribution (benchmarks/meter/window_cost.py,
+#             monitor_check.py, attribution.py)
+#   schemes   torchao's and bitsandbytes' schemes beside bf16 and fp16, most important rows first
+#             (benchmarks/decode/schemes.sh; SCHEME_STEPS="a b c d" picks its steps, default all)
 #   dataset   MODELS="tinyllama qwen2-1.5b": fp16 nf4 int8 int8_pure, eager and graph, batch 1
 #   batches   MODELS="qwen2-1.5b": fp16 int8_pure at batch sizes 4 and 8, eager and graph
 #   concurrency  eager alone vs beside a busy rank, pinned and not (benchmarks/scaling/concurrency.sh)
@@ -112,6 +117,16 @@ peers() {
   fi
   PYTHONPATH=$path python3 -m benchmarks.peers.peers --out "$OUT/peers"
 }
+windows() {
+  python3 -m benchmarks.meter.window_cost --out "$OUT/window-cost" | tee "$OUT/window-cost.log"
+  python3 -m benchmarks.meter.monitor_check --out "$OUT/monitor-check" --seconds 40 | tee "$OUT/monitor-check.log"
+  python3 -m benchmarks.meter.attribution --out "$OUT/attribution" | tee "$OUT/attribution.log"
+}
+schemes() {
+  # Its rows go into $DATASET with the same protocol; its weights into $WEIGHTS.
+  DATASET=$DATASET WEIGHTS=$WEIGHTS STEPS=${SCHEME_STEPS:-} KEEP_WEIGHTS=1 \
+    bash benchmarks/decode/schemes.sh --out "$OUT/schemes"
+}
 dataset() {
   # shellcheck disable=SC2086
   bench --model ${MODELS:-tinyllama qwen2-1.5b} --quant fp16 nf4 int8 int8_pure --batch-size 1 \
@@ -182,7 +197,7 @@ PY
   rm -rf "$OUT/scaling/prepare"
 }
 
-parts=" build checks meter regimes regraph compiled speed overhead validate peers dataset batches concurrency scaling "
+parts=" build checks meter windows regimes regraph compiled speed overhead validate peers schemes dataset batches concurrency scaling "
 for part in "$@"; do
   [[ $parts == *" $part "* ]] || { echo "gpu.sh: unknown part '$part' (parts:$parts)" >&2; exit 2; }
 done
