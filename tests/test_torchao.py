@@ -241,14 +241,21 @@ def test_int4_weights_are_about_a_quarter_of_bf16_where_unpadded():
 
 
 @pytest.mark.parametrize("scheme", TORCHAO)
-def test_quantizing_leaves_inductor_settings_alone(resolved, scheme, cuda_checks_passed, monkeypatch):
+def test_quantizing_leaves_inductor_settings_alone(resolved, scheme, cuda_checks_passed):
     import torch._inductor.config as inductor
     names = ("coordinate_descent_tuning", "coordinate_descent_check_all_directions",
              "force_fuse_int_mm_with_mul", "fx_graph_cache")
     before = {n: getattr(inductor, n) for n in names}
-    for n, value in before.items():
-        monkeypatch.setattr(inductor, n, value)  # restored after the test whatever happens
     precision = torch.get_float32_matmul_precision()
-    weights.load_model(resolved, scheme, "cpu")
-    assert {n: getattr(inductor, n) for n in names} == before
+    try:
+        weights.load_model(resolved, scheme, "cpu")
+        after = {n: getattr(inductor, n) for n in names}
+    finally:
+        # Restored through the config module's own setattr whatever happens (pytest's
+        # monkeypatch deletes attributes it did not find in the module's __dict__ on undo,
+        # and torch's config module keeps its settings elsewhere).
+        for n, value in before.items():
+            setattr(inductor, n, value)
+        torch.set_float32_matmul_precision(precision)
+    assert after == before
     assert torch.get_float32_matmul_precision() == precision

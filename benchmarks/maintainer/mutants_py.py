@@ -120,6 +120,22 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "random_weights_remade_after_the_wait": (
         "ecomeasure/weights.py", "        if not is_complete(dest, fingerprint):\n",
         "        if True:\n", ["tests/test_bench_generation.py"]),
+    "counter_check_interpolates": (
+        "ecomeasure/bench/runner.py",
+        "native_j += traces.measure(float(t_s[a]), float(t_s[z])).devices[d.index].energy_j",
+        "native_j += traces.measure(start_s, end_s).devices[d.index].energy_j",
+        ["tests/test_counter_check.py"]),
+    "counter_verdict_judges_what_it_cannot_resolve": (
+        "ecomeasure/bench/rows.py", "if check.resolution_pct > COUNTER_AGREEMENT_PCT:", "if False:",
+        ["tests/test_counter_check.py"]),
+    "gpu_dependence_against_one_cards_baseline": (
+        "ecomeasure/report/floor.py", "    return next((q for q in PREDICTION_BASELINES\n",
+        "    return next((q for q in (b.baseline,)\n", ["tests/test_report_quantization.py"]),
+    "gpu_dependence_silent_without_a_common_scheme": (
+        "ecomeasure/report/floor.py", "                for method, basis in method_bases if (method, basis) not in decided]",
+        "                for method, basis in method_bases if False]", ["tests/test_report_quantization.py"]),
+    "peers_read_not_timed": (
+        "benchmarks/peers/peers.py", "        timing[name][4] = time.perf_counter() - t\n", "", ["tests/test_peers.py"]),
 }
 
 
