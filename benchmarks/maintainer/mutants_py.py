@@ -126,7 +126,7 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "native_j += traces.measure(start_s, end_s).devices[d.index].energy_j",
         ["tests/test_counter_check.py"]),
     "counter_verdict_judges_what_it_cannot_resolve": (
-        "ecomeasure/bench/rows.py", "if check.resolution_pct > COUNTER_AGREEMENT_PCT:", "if False:",
+        "ecomeasure/bench/rows.py", "if resolution_pct > COUNTER_AGREEMENT_PCT:", "if False:",
         ["tests/test_counter_check.py"]),
     "gpu_dependence_against_one_cards_baseline": (
         "ecomeasure/report/floor.py", "    return next((q for q in PREDICTION_BASELINES\n",

@@ -19,7 +19,7 @@ from ..meter import SOURCES  # a column each: ``energy_j_<source>``
 from ..roofline import DecodeFloor
 from ..schema import BASELINE_QUANT, parse_float, vs_baseline_pct
 from ..units import NAN
-from .runner import COUNTER_STEP_S, ConfigRun, CounterCheck, Iteration, net, source_energy_j
+from .runner import COUNTER_STEP_S, ConfigRun, CounterCheck, Iteration, counter_resolution_pct, net, source_energy_j
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,10 @@ def counter_verdict(pct: Any, span_s: Any) -> str:
         return "no counter"
     if not fmt.finite(span_s) or span_s <= 0:
         return f"{pct + 0.0:+.2f} % vs counter"
-    check = CounterCheck(1.0, 1.0, float(span_s))
-    if check.resolution_pct > COUNTER_AGREEMENT_PCT:
+    resolution_pct = counter_resolution_pct(float(span_s))
+    if resolution_pct > COUNTER_AGREEMENT_PCT:
         return (f"{pct + 0.0:+.2f} % vs counter over {span_s:.1f} s "
-                f"(its {COUNTER_STEP_S * 1000:.0f} ms steps resolve only +-{check.resolution_pct:.1f} % there)")
+                f"(its {COUNTER_STEP_S * 1000:.0f} ms steps resolve only +-{resolution_pct:.1f} % there)")
     verdict = "within" if abs(pct) <= COUNTER_AGREEMENT_PCT else "BEYOND"
     return f"{pct + 0.0:+.2f} % vs counter over {span_s:.1f} s ({verdict} {COUNTER_AGREEMENT_PCT} %)"
 

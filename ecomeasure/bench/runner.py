@@ -259,8 +259,12 @@ class CounterCheck:
 
     @property
     def resolution_pct(self) -> float:
-        """How far the counter alone can be off over this span, in percent."""
-        return 100 * COUNTER_STEP_S / self.span_s if self.span_s > 0 else math.inf
+        return counter_resolution_pct(self.span_s)
+
+
+def counter_resolution_pct(span_s: float) -> float:
+    """How far the counter alone can be off over ``span_s`` seconds, in percent."""
+    return 100 * COUNTER_STEP_S / span_s if span_s > 0 else math.inf
 
 
 class _Traces(_Protocol):
