@@ -367,3 +367,10 @@ def test_the_h100_figures_in_the_prose_are_the_data():
               f"on the H200 and {fmt.pct(h100_nf4.pct)} [{fmt.pct(h100_nf4.low)}, {fmt.pct(h100_nf4.high)}] on the H100")
     assert phrase in doc, phrase
     assert f"({fmt.pct(h200_nf4.pct)} and {fmt.pct(h100_nf4.pct)} vs fp16)" in readme
+    differ = {basis: f.detail.split("differ beyond their CIs: ")[-1] for basis, f in found.items()}
+    assert differ == {"gross": "qwen2-1.5b bs8 int8_pure, mistral nf4", "net": "qwen2-1.5b int8_pure, mistral nf4"}
+    bs8 = {f.config.gpu_name: f.vs["fp16"] for f in both if (f.config.model, f.config.quant, f.config.batch_size,
+                                                              f.config.regime, f.basis)
+           == ("qwen2-1.5b", "int8_pure", 8, "graph", "gross")}
+    assert (f"differs at batch size 8 gross ({fmt.pct(bs8['NVIDIA H200'].pct)} and "
+            f"{fmt.pct(bs8['NVIDIA H100 80GB HBM3'].pct)})") in doc
