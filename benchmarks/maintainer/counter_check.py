@@ -11,17 +11,17 @@ seconds.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from ecomeasure import load_traces
+from ecomeasure.bench.merge import read, write
 from ecomeasure.bench.results import format_value
 from ecomeasure.bench.rows import counter_verdict
 from ecomeasure.bench.runner import counter_check
-from ecomeasure.schema import RESULT_COLUMNS
+from ecomeasure.schema import ITERATIONS_CSV, RESULT_COLUMNS, RESULTS_CSV
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", type=Path)
     parser.add_argument("--write", action="store_true", help="store the recomputed figures in results.csv")
     args = parser.parse_args(argv)
-    with open(args.results / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    _, rows = read(args.results / RESULTS_CSV)
     spans: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    with open(args.results / "iterations.csv", newline="") as f:
-        for it in csv.DictReader(f):
-            spans[(it["model"], it["quant"], it["batch_size"], it["regime"])] += [float(it["start_s"]),
-                                                                                  float(it["end_s"])]
+    for it in read(args.results / ITERATIONS_CSV)[1]:
+        spans[(it["model"], it["quant"], it["batch_size"], it["regime"])] += [float(it["start_s"]), float(it["end_s"])]
     for row in rows:
         key = (row["model"], row["quant"], row["batch_size"], row["regime"])
         if row["status"] != "ok" or not row["traces"] or key not in spans:
@@ -45,11 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         before = row.get("native_vs_counter_pct", "")
         print(f"{' '.join(key)}: {counter_verdict(pct, span_s)} (row: {before or 'none'})")
         row["native_vs_counter_pct"], row["native_vs_counter_s"] = format_value(pct), format_value(span_s)
-    if args.write:
-        with open(args.results / "results.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+    if args.write:  # whole or not at all, with the current columns
+        write(args.results / RESULTS_CSV, list(RESULT_COLUMNS),
+              [{c: row.get(c, "") for c in RESULT_COLUMNS} for row in rows])
     return 0
 
 

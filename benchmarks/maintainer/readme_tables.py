@@ -27,10 +27,8 @@ Kinds:
   the first iteration's duration over the median's, and the iterations the benchmark's current
   outlier rule flags (recomputed from iterations.csv, so rows written under an older rule are
   judged by the current one);
-- ``quantization``: a results directory through the report's floor analysis
-  (``ecomeasure.report.floor``), native meter, gross: per scheme its change vs bf16 (else
-  fp16) with the 95 % CI, what its bytes per step predict, its fraction of the bandwidth floor
-  and the share of the predicted saving it realizes;
+- ``quantization``: a results directory through the report's floor analysis, as report.md
+  shows it (``ecomeasure.report.floor.quantization_markdown``), native meter, gross;
 - ``scaling``: a folder of ``benchmarks/gpu.sh scaling`` runs (one subfolder each, with its
   scaling.txt): per run, the wall times on one GPU and on two, their ratio, and where each
   process's time went.
@@ -151,24 +149,13 @@ def _share(value: float) -> str:
 
 
 def quantization_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
-    """Each scheme against its 16-bit baseline and the bandwidth floor, as the report decides."""
+    """Each scheme against its 16-bit rows and the bandwidth floor: the report's own table
+    (``floor.quantization_markdown``), native meter, gross."""
     from ecomeasure.report import floor
-    dataset = _dataset(results_dir, filters)
-    figures = [f for f in floor.figures_of([dataset], ("native",)) if f.basis == "gross"]
-    rows = []
-    for f in figures:
-        c, change = f.config, f.measured
-        if c.quant in floor.BASELINES and not f.vs:
-            continue
-        ci = f"[{fmt.pct(change.low)}, {fmt.pct(change.high)}]" if change.low == change.low else ""
-        rows.append([c.model, str(c.batch_size), c.regime, c.quant, fmt.plain(c.value("throughput_tok_s_mean")),
-                     fmt.energy(f.energy.mean), f"{fmt.pct(change.pct)} {ci}".strip() if f.baseline else fmt.DASH,
-                     f.baseline or fmt.DASH, fmt.pct(f.predicted_pct) if f.baseline else fmt.DASH,
-                     _share(f.floor_fraction), fmt.plain(f.realized_share, 2) if f.removes_bytes else fmt.DASH])
-    if not rows:
+    figures = [f for f in floor.figures_of([_dataset(results_dir, filters)], ("native",)) if f.basis == "gross"]
+    if not figures:
         raise TableError(f"{results_dir} has no scheme with a 16-bit row to compare")
-    return markdown(["model", "BS", "regime", "config", "tok/s", "J/1k", "vs 16-bit [95 % CI]", "16-bit",
-                     "bytes predict", "of floor", "realized share"], rows)
+    return floor.quantization_markdown(figures)
 
 
 def unavailable_table(results_dir: Path, filters: dict[str, str] | None = None) -> str:
