@@ -137,9 +137,11 @@ def test_outside_the_readings_a_window_is_incomplete(tmp_path):
 
 
 def test_a_running_sampler_measures_steady_power_through_wraps(tmp_path):
-    zones = server_tree(tmp_path, packages=1, max_range_uj=5_000_000)  # wraps every 0.1 s at 50 W
+    # Wraps every 0.4 s at 50 W: two or three in the second measured, each seen as long as the
+    # sampler reads within 0.4 s (a busy machine can hold its thread off for a tenth of one).
+    zones = server_tree(tmp_path, packages=1, max_range_uj=20_000_000)
     watts = {zones["package-0"]: 50.0, zones["dram-0"]: 8.0}
-    with SteadyPower(watts, max_range_uj=5_000_000):
+    with SteadyPower(watts, max_range_uj=20_000_000):
         time.sleep(0.05)
         sampler = cpu.CpuSampler(interval_s=0.02, root=tmp_path, warn=False).start()
         t0 = time.monotonic_ns()
