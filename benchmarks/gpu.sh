@@ -14,6 +14,7 @@
 #   (pip install ".[quant,peers]"), or, without a network, WHEELS=FOLDER names a folder of their
 #   wheels: they are installed from it into DIR/site, which goes on PYTHONPATH. PEERS_WHEELS=FOLDER
 #   keeps the peers' wheels apart (DIR/site-peers, on PYTHONPATH for `peers` only).
+#   `bash benchmarks/maintainer/offline_wheels.sh` fetches both folders (.whl, .whl-peers).
 # Before any part, the package is built as above if `import _ecomeasure` fails (name the `build`
 # part first to rebuild a checkout whose csrc/ changed). The parts run from the repository root
 # (python -m benchmarks.<group>.<script>), so they import this checkout's ecomeasure/.
