@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def sweep(gpu: str, *, int4: tuple[float, float] | None = (1100.0, 300.0), nf4_energy: float = 3400.0,
-          bf16: bool = True, model: str = "mistral") -> list[FixtureConfig]:
+          bf16: bool = True, model: str = "mistral", card: str = "GPU-fixture") -> list[FixtureConfig]:
     """fp16 and bf16 at 4000 J/1k and 300 W; nf4 at ``nf4_energy`` and 300 W (its step then
     takes nf4_energy / 4000 of fp16's while reading a quarter of the bytes: far from the floor);
-    int4wo at (energy, power). At a fixed power the step time is proportional to energy, so
+    int4wo at (energy, power); all measured by ``card``. At a fixed power the step time is proportional to energy, so
     int4wo at 1100 J/1k and 300 W keeps fp16's floor fraction and saves in proportion."""
     configs = [FixtureConfig(model, PARAMS_B, "fp16", energy_j_per_1k=4000.0, power_w=300.0, gpu_name=gpu)]
     if bf16:
@@ -39,7 +40,7 @@ def sweep(gpu: str, *, int4: tuple[float, float] | None = (1100.0, 300.0), nf4_e
     if int4 is not None:
         configs.append(FixtureConfig(model, PARAMS_B, "int4wo", energy_j_per_1k=int4[0], power_w=int4[1],
                                      gpu_name=gpu, bytes_per_param=INT4_BYTES))
-    return configs
+    return [replace(c, card=card) for c in configs]
 
 
 def figures(root: Path, method: str = "native", basis: str = "gross") -> dict[str, floor.SchemeFigure]:
@@ -191,6 +192,51 @@ def test_savings_do_not_depend_on_the_gpu(tmp_path):
     found = {f.basis: f for f in gpu_findings([h200, h100])}
     assert found["gross"].verdict == "does not hold", found["gross"].detail
     assert "(CIs overlap)" in found["gross"].detail
+
+
+def test_one_card_of_each_model_says_the_card_spread_is_unknown(tmp_path):
+    h200 = write_results_dir(tmp_path / "h200", sweep(H200, nf4_energy=3400.0), seed=1)
+    h100 = write_results_dir(tmp_path / "h100", sweep(H100, nf4_energy=2800.0), seed=2)
+    found = {f.basis: f for f in gpu_findings([h200, h100])}
+    assert "card spread unknown" in found["gross"].detail
+
+
+def two_h200_cards(tmp_path: Path, h100_nf4: float) -> list[Path]:
+    """Two H200 cards whose nf4 saves -15 % and -35 % against fp16 (a card spread of 20 points),
+    and an H100 whose nf4 costs ``h100_nf4`` J/1k against fp16's 4000."""
+    return [write_results_dir(tmp_path / "h200-a", sweep(H200, nf4_energy=3400.0, card="GPU-a", int4=None,
+                                                         bf16=False), seed=1),
+            write_results_dir(tmp_path / "h200-b", sweep(H200, nf4_energy=2600.0, card="GPU-b", int4=None,
+                                                         bf16=False), seed=2),
+            write_results_dir(tmp_path / "h100", sweep(H100, nf4_energy=h100_nf4, card="GPU-c", int4=None,
+                                                       bf16=False), seed=3)]
+
+
+def test_the_card_spread_is_the_difference_between_two_cards_of_one_model(tmp_path):
+    datasets = [load_results_dir(r) for r in two_h200_cards(tmp_path, 2800.0)]
+    figures = [f for f in floor.figures_of(datasets, ("native",)) if f.basis == "gross"]
+    nf4 = {f.config.card: f.vs["fp16"].pct for f in figures if f.config.quant == "nf4"}
+    spreads = floor.card_spreads(figures)
+    assert set(spreads) == {(H200, "eager", "native", "gross")}  # the fixture's rows are eager
+    spread = spreads[(H200, "eager", "native", "gross")]
+    assert spread.points == pytest.approx(abs(nf4["GPU-a"] - nf4["GPU-b"]))
+    assert 17 < spread.points < 23 and spread.scheme == "mistral nf4" and spread.schemes == 1
+
+
+def test_a_difference_within_the_card_spread_does_not_make_the_saving_depend_on_the_gpu(tmp_path):
+    # The H100's nf4 (-30 %) lies 15 points from the first H200 card's (-15 %), beyond both CIs
+    # but within the 20 points two H200 cards differ by.
+    found = {f.basis: f for f in gpu_findings(two_h200_cards(tmp_path, 2800.0))}
+    assert found["gross"].verdict == "does not hold", found["gross"].detail
+    assert "(CIs apart, within the card spread)" in found["gross"].detail
+    assert "card spread " in found["gross"].detail and "differ beyond" not in found["gross"].detail
+
+
+def test_a_difference_beyond_the_card_spread_does(tmp_path):
+    found = {f.basis: f for f in gpu_findings(two_h200_cards(tmp_path, 1400.0))}  # -65 %: 50 points away
+    assert found["gross"].verdict == "holds", found["gross"].detail
+    assert "differ beyond their CIs: mistral nf4" in found["gross"].detail
+    assert "card spread" in found["gross"].detail and "card spread unknown" not in found["gross"].detail
 
 
 def test_every_pair_of_n_gpus(tmp_path):
@@ -359,6 +405,7 @@ def test_the_h100_figures_in_the_prose_are_the_data():
     both = floor.figures_of([h200, h100], ("native",))
     found = {f.basis: f for f in floor.check_gpu_dependence(both) if f.detail.startswith("graph: ")}
     assert found["gross"].verdict == found["net"].verdict == "holds"
+    assert "card spread unknown" in found["gross"].detail  # one card of each model: the prose says so
     nf4 = [f for f in both if (f.config.model, f.config.quant, f.config.batch_size, f.config.regime, f.basis)
            == ("mistral", "nf4", 1, "graph", "gross")]
     on = {f.config.gpu_name: f.vs["fp16"] for f in nf4}

@@ -134,6 +134,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "gpu_dependence_silent_without_a_common_scheme": (
         "ecomeasure/report/floor.py", "                for method, basis in method_bases if (method, basis) not in decided]",
         "                for method, basis in method_bases if False]", ["tests/test_report_quantization.py"]),
+    "gpu_dependence_ignores_the_card_spread": (
+        "ecomeasure/report/floor.py", "        within_spread = apart and abs(on_a.pct - on_b.pct) <= spread\n",
+        "        within_spread = False\n", ["tests/test_report_quantization.py"]),
+    "card_spread_taken_as_nothing": (
+        "ecomeasure/report/floor.py", "                    (max(differences), _name(",
+        "                    (0.0, _name(", ["tests/test_report_quantization.py"]),
     "peers_read_not_timed": (
         "benchmarks/peers/peers.py", "        timing[name][4] = time.perf_counter() - t\n", "", ["tests/test_peers.py"]),
 }

@@ -307,28 +307,75 @@ def check_bytes_at_floor(figures: Sequence[SchemeFigure]) -> list[Finding]:
     return out
 
 
-def decide_gpu_dependence(pairs: Sequence[tuple[SchemeFigure, SchemeFigure, str]]) -> tuple[str, str]:
+def decide_gpu_dependence(pairs: Sequence[tuple[SchemeFigure, SchemeFigure, str]],
+                          card_spread: CardSpread | None = None) -> tuple[str, str]:
     """The study's sixth finding between two GPUs: each scheme (model, batch size, regime)
     measured on both, its change against the same 16-bit baseline (the third item, one both
-    cards measured) on each card with 95 % CIs. Holds when for at least one scheme the two CIs
-    do not overlap (its saving depends on the card); does not hold when every scheme's CIs
-    overlap; not testable without a scheme on both cards."""
+    cards measured) on each card with 95 % CIs. A scheme's saving depends on the GPU when the
+    two CIs do not overlap and, where two cards of one GPU model measured a scheme, the
+    difference also exceeds ``card_spread`` (how far two cards of one model differ: without it,
+    a difference between two cards is not told apart from one between two GPU models). Holds
+    when at least one scheme's saving depends on the GPU; does not hold when none does; not
+    testable without a scheme on both cards."""
     if not pairs:
         return NOT_TESTABLE, ("needs one scheme and a 16-bit row measured on both GPUs (same "
                               "model, batch size and regime)")
+    spread = card_spread.points if card_spread is not None else math.nan
     parts, differ = [], []
     for a, b, base in pairs:
         on_a, on_b = a.vs[base], b.vs[base]
         apart = not on_a.overlaps(on_b)
-        if apart:
+        within_spread = apart and abs(on_a.pct - on_b.pct) <= spread
+        if apart and not within_spread:
             differ.append(_name(a))
         parts.append(f"{_name(a)} vs {base} in {a.config.regime}: {_change(on_a)} on "
                      f"{a.config.gpu_name}, {_change(on_b)} on {b.config.gpu_name}"
-                     + (" (differ)" if apart else " (CIs overlap)"))
+                     + (" (CIs apart, within the card spread)" if within_spread
+                        else " (differ)" if apart else " (CIs overlap)"))
     detail = "; ".join(parts)
+    detail += (f"; {card_spread.text()}" if card_spread is not None
+               else "; card spread unknown: one card of each GPU model measured these schemes, "
+                    "so a difference between the two cards is not told apart from one between the models")
     if differ:
         return HOLDS, f"{detail}; differ beyond their CIs: {', '.join(differ)}"
     return DOES_NOT_HOLD, detail
+
+
+@dataclass(frozen=True)
+class CardSpread:
+    """How far two cards of one GPU model differ in one scheme's saving: the largest such
+    difference over the schemes two of its cards measured (same model, batch size, regime,
+    method, basis and 16-bit baseline), in percentage points."""
+    points: float
+    gpu_name: str
+    scheme: str          # the scheme of the largest difference, as ``_name`` writes it
+    schemes: int         # how many schemes two cards of the model both measured
+
+    def text(self) -> str:
+        return (f"card spread {self.points:.1f} points (two cards of {self.gpu_name}, largest of "
+                f"{self.schemes} scheme{'s' if self.schemes != 1 else ''}: {self.scheme})")
+
+
+def card_spreads(figures: Sequence[SchemeFigure]) -> dict[tuple[str, str, str, str], CardSpread]:
+    """{(gpu_name, regime, method, basis): CardSpread} for every GPU model of which two or more
+    cards (``gpu_uuid``) measured the same scheme."""
+    by_key: dict[tuple, dict[str, dict[str, SchemeFigure]]] = {}
+    for f in figures:
+        if not f.vs or f.config.quant in BASELINES or not f.config.card:
+            continue
+        c = f.config
+        key = (c.regime, f.method, f.basis, c.model, c.batch_size, c.quant)
+        by_key.setdefault(key, {}).setdefault(c.gpu_name, {}).setdefault(c.card, f)
+    found: dict[tuple[str, str, str, str], list[tuple[float, str]]] = {}
+    for key, models in by_key.items():
+        for gpu_name, cards in models.items():
+            differences = [abs(a.vs[base].pct - b.vs[base].pct)
+                           for a, b in itertools.combinations(cards.values(), 2)
+                           if (base := _common_baseline(a, b))]
+            if differences:
+                found.setdefault((gpu_name, *key[:3]), []).append(
+                    (max(differences), _name(next(iter(cards.values())))))
+    return {key: CardSpread(max(diffs)[0], key[0], max(diffs)[1], len(diffs)) for key, diffs in found.items()}
 
 
 def _common_baseline(a: SchemeFigure, b: SchemeFigure) -> str:
@@ -341,7 +388,10 @@ def check_gpu_dependence(figures: Sequence[SchemeFigure]) -> list[Finding]:
     """decide_gpu_dependence for every pair of GPU models (by ``gpu_name``) among the
     datasets, per regime, method and basis: N cards give N (N - 1) / 2 pairs. The schemes
     compared are every one but the 16-bit baselines, each against a baseline both cards have
-    (one card's fp16-only dataset is compared with another's bf16-and-fp16 one against fp16)."""
+    (one card's fp16-only dataset is compared with another's bf16-and-fp16 one against fp16).
+    Where several cards of one model measured a scheme, the first in table order stands for
+    the model, and the larger of the two models' card spreads (``card_spreads``) is the
+    difference a saving must exceed."""
     out = []
     by_key: dict[tuple, dict[str, SchemeFigure]] = {}
     for f in figures:
@@ -359,6 +409,7 @@ def check_gpu_dependence(figures: Sequence[SchemeFigure]) -> list[Finding]:
                         "(results directories of two cards)")
                 for method, basis in method_bases]
     groups = dict.fromkeys((f.config.regime, f.method, f.basis) for f in figures)
+    spreads = card_spreads(figures)
     for gpu_a, gpu_b in itertools.combinations(gpus, 2):
         decided: set[tuple[str, str]] = set()
         for regime, method, basis in groups:
@@ -367,7 +418,8 @@ def check_gpu_dependence(figures: Sequence[SchemeFigure]) -> list[Finding]:
                      and (base := _common_baseline(on[gpu_a], on[gpu_b]))]
             if not pairs:
                 continue
-            verdict, detail = decide_gpu_dependence(pairs)
+            known = [sp for gpu in (gpu_a, gpu_b) if (sp := spreads.get((gpu, regime, method, basis)))]
+            verdict, detail = decide_gpu_dependence(pairs, max(known, key=lambda sp: sp.points, default=None))
             decided.add((method, basis))
             names = ", ".join(dict.fromkeys(f.config.dataset for pair in pairs for f in pair[:2]))
             out.append(Finding("gpu_dependence", names, f"{gpu_a} vs {gpu_b}", method, basis,
