@@ -356,21 +356,29 @@ class CardSpread:
                 f"{self.schemes} scheme{'s' if self.schemes != 1 else ''}: {self.scheme})")
 
 
-def card_spreads(figures: Sequence[SchemeFigure]) -> dict[tuple[str, str, str, str], CardSpread]:
-    """{(gpu_name, regime, method, basis): CardSpread} for every GPU model of which two or more
-    cards (``gpu_uuid``) measured the same scheme."""
+def _schemes_by_card(figures: Sequence[SchemeFigure]) -> dict[tuple, dict[str, dict[str, SchemeFigure]]]:
+    """{(regime, method, basis, model, batch size, quant): {gpu_name: {card: figure}}} of every
+    scheme but the 16-bit baselines (they are what a scheme's saving is measured against), in
+    table order; the first figure of a card stands for it."""
     by_key: dict[tuple, dict[str, dict[str, SchemeFigure]]] = {}
     for f in figures:
-        if not f.vs or f.config.quant in BASELINES or not f.config.card:
+        if not f.vs or f.config.quant in BASELINES:
             continue
         c = f.config
         key = (c.regime, f.method, f.basis, c.model, c.batch_size, c.quant)
         by_key.setdefault(key, {}).setdefault(c.gpu_name, {}).setdefault(c.card, f)
+    return by_key
+
+
+def card_spreads(figures: Sequence[SchemeFigure]) -> dict[tuple[str, str, str, str], CardSpread]:
+    """{(gpu_name, regime, method, basis): CardSpread} for every GPU model of which two or more
+    cards (``gpu_uuid``) measured the same scheme."""
     found: dict[tuple[str, str, str, str], list[tuple[float, str]]] = {}
-    for key, models in by_key.items():
+    for key, models in _schemes_by_card(figures).items():
         for gpu_name, cards in models.items():
+            named = [f for card, f in cards.items() if card]  # a row without gpu_uuid names no card
             differences = [abs(a.vs[base].pct - b.vs[base].pct)
-                           for a, b in itertools.combinations(cards.values(), 2)
+                           for a, b in itertools.combinations(named, 2)
                            if (base := _common_baseline(a, b))]
             if differences:
                 found.setdefault((gpu_name, *key[:3]), []).append(
@@ -393,13 +401,8 @@ def check_gpu_dependence(figures: Sequence[SchemeFigure]) -> list[Finding]:
     the model, and the larger of the two models' card spreads (``card_spreads``) is the
     difference a saving must exceed."""
     out = []
-    by_key: dict[tuple, dict[str, SchemeFigure]] = {}
-    for f in figures:
-        if not f.vs or f.config.quant in BASELINES:
-            continue  # the 16-bit rows are the baselines, not schemes whose saving is compared
-        c = f.config
-        key = (c.regime, f.method, f.basis, c.model, c.batch_size, c.quant)
-        by_key.setdefault(key, {}).setdefault(c.gpu_name, f)  # first of a GPU model: table order
+    by_key = {key: {gpu: next(iter(cards.values())) for gpu, cards in models.items()}  # first of a model
+              for key, models in _schemes_by_card(figures).items()}
     gpus = list(dict.fromkeys(f.config.gpu_name for f in figures))
     method_bases = dict.fromkeys((f.method, f.basis) for f in figures)
     datasets = ", ".join(dict.fromkeys(f.config.dataset for f in figures))
