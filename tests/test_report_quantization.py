@@ -351,6 +351,30 @@ def test_the_h200_figures_in_the_prose_are_the_data():
             assert f.verdict == "holds" and "only 'only when' is tested" in f.detail, (regime, basis)
 
 
+def test_the_second_h100_cards_figures_in_the_prose_are_the_data():
+    """The rows of the second H100 card are quoted as measured, and said to have no saving
+    because that card ran no 16-bit row: should one be added, the prose must quote its saving."""
+    second = load_results_dir(ROOT / "docs" / "results" / "2026-12-07-h100")
+    rows = {(c.model, c.quant, c.regime): c for c in second.configs}
+    assert {c.card for c in rows.values()} == {"GPU-3ca0ca23-ac0d-eeeb-d573-6ef739779100"}
+    assert not [c for c in rows.values() if c.quant in ("fp16", "bf16")]
+    assert not floor.figures_of([second], ("native",))  # nothing to compare within the card
+    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    int4 = rows["mistral", "int4wo", "compiled"]
+    assert int4.value("throughput_tok_s_mean") >= 250
+    assert (f"Mistral-7B int4wo runs {int4.value('throughput_tok_s_mean'):.1f} tok/s at "
+            f"{int4.value('energy_j_per_1k_mean'):,.0f} J/1k gross (GPU busy "
+            f"{100 * int4.value('gpu_busy_share_mean'):.0f} %, {100 * int4.value('bandwidth_floor_fraction'):.0f} % "
+            f"of the floor)") in doc
+    eager = [rows["qwen2-1.5b", q, "eager"] for q in ("fp8wo", "fp8dq", "int8dq")]
+    assert ("({}, {} and {} tok/s; {}, {} and {} J/1k)".format(
+        *(f"{c.value('throughput_tok_s_mean'):.1f}" for c in eager),
+        *(f"{c.value('energy_j_per_1k_mean'):,.0f}" for c in eager))) in doc
+    # A third directory adds no card spread: the comparison between the models stays "unknown".
+    dirs = [load_results_dir(ROOT / "docs" / "results" / d) for d in ("2026-11-30-h200", "2026-12-06-h100")]
+    assert not floor.card_spreads(floor.figures_of([*dirs, second], ("native",)))
+
+
 def test_the_h100_figures_in_the_prose_are_the_data():
     from ecomeasure import fmt
     h100 = load_results_dir(ROOT / "docs" / "results" / "2026-12-06-h100")
