@@ -330,6 +330,11 @@ def _span(cells: list[str], by=_number) -> str:
     return f"{ordered[0].removesuffix(' %')} to {ordered[-1]}"
 
 
+def _worst(cell: str) -> float:
+    """The worst of a "median (worst)" cell."""
+    return _number(cell.split("(")[1])
+
+
 def test_the_readme_brief_results_are_the_data():
     text = (ROOT / "README.md").read_text()
     brief = " ".join(text.split("## Results in brief", 1)[1].split("\n## ", 1)[0].split())
@@ -398,7 +403,7 @@ def test_the_readme_brief_results_are_the_data():
     peers = {(r["workload"], r["window"]): r for r in errors}
     one_s = peers["bursts", "1 s"]
     says(f"H100: {median(one_s['ecomeasure'])}, {median(one_s['zeus_monitor'])}, {median(one_s['codecarbon_1s'])};")
-    worst = {m: _number(cell.split("(")[1]) for m, cell in peers["bursts", "0.25 s"].items() if "(" in cell}
+    worst = {m: _worst(cell) for m, cell in peers["bursts", "0.25 s"].items() if "(" in cell}
     others = [abs(w) for m, w in worst.items() if m not in ("ecomeasure", "window", "workload")]
     says(f"ecomeasure's worst {worst['ecomeasure']} %, the others' -{min(others)} % or worse")
     caller = {m: [r[m] for r in overhead] for m in ("ecomeasure", "zeus_monitor")}
@@ -421,11 +426,6 @@ def test_the_readme_brief_results_are_the_data():
     says(f"a 24-configuration sweep took {' and '.join(f'{x:.3f}' for x in ratios['24'])} of its one-GPU time",
          f"18 configurations: {min(ratios['18']):.3f}-{max(ratios['18']):.3f}")
     assert not missing, f"README's results in brief lack (or differ from) these figures of the data: {missing}"
-
-
-def _worst(cell: str) -> float:
-    """The worst of a "median (worst)" cell."""
-    return _number(cell.split("(")[1])
 
 
 def test_the_validation_and_peers_prose_of_the_h100_is_the_data():
@@ -472,6 +472,7 @@ def test_the_validation_and_peers_prose_of_the_h100_is_the_data():
                    f"{cost100[0]['ecomeasure']} ms (steady, host marks) and {cost100[1]['ecomeasure']} ms (bursts, stream marks)",
                    f"against {cost200[0]['ecomeasure']} and {cost200[1]['ecomeasure']} ms on the H200"):
         assert phrase in text, phrase
+
     def cost_range(*methods: str) -> str:
         values = sorted((r[m] for r in cost100 for m in methods), key=float)
         return f"{values[0]}-{values[-1]} ms"
