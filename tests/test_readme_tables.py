@@ -330,9 +330,18 @@ def _span(cells: list[str], by=_number) -> str:
     return f"{ordered[0].removesuffix(' %')} to {ordered[-1]}"
 
 
+def _median(cell: str) -> str:
+    """The median of a "median (worst)" cell, as written."""
+    return cell.split(" (")[0]
+
+
+def _worst_text(cell: str) -> str:
+    """The worst of a "median (worst)" cell, as written."""
+    return cell.split("(")[1].rstrip(")")
+
+
 def _worst(cell: str) -> float:
-    """The worst of a "median (worst)" cell."""
-    return _number(cell.split("(")[1])
+    return _number(_worst_text(cell))
 
 
 def test_the_readme_brief_results_are_the_data():
@@ -377,32 +386,30 @@ def test_the_readme_brief_results_are_the_data():
 
     validation = {r["burst"]: r for r in _tables("docs/accuracy.md", "validation validation/2026-11-30-h200")[0]}
 
-    def median(cell: str) -> str:  # "median (worst)"
-        return cell.split(" (")[0]
     ten_hz = "seed's 10 Hz method, window"
     for burst in ("1 s", "0.25 s"):
         row = validation[burst]
-        says(f"{burst}, {median(row['native headline, window'])} against {median(row[ten_hz])}")
-    says(f"({median(validation['0.25 s']['native headline, burst + 0.3 s tail'])} with the 0.3 s tail")
+        says(f"{burst}, {_median(row['native headline, window'])} against {_median(row[ten_hz])}")
+    says(f"({_median(validation['0.25 s']['native headline, burst + 0.3 s tail'])} with the 0.3 s tail")
 
     errors, overhead, _time_to_result = _tables("docs/peers.md", "peers runs/2026-11-30-h200-peers")
     peers = {(r["workload"], r["window"]): r for r in errors}
     one_s = peers["bursts", "1 s"]
-    says(f"{median(one_s['ecomeasure'])} (ecomeasure), {median(one_s['zeus_monitor'])} (Zeus), "
-         f"{median(one_s['codecarbon_1s'])} (CodeCarbon at 1 s)")
-    worst = {m: cell.split("(")[1].rstrip(")") for m, cell in peers["bursts", "0.25 s"].items() if "(" in cell}
+    says(f"{_median(one_s['ecomeasure'])} (ecomeasure), {_median(one_s['zeus_monitor'])} (Zeus), "
+         f"{_median(one_s['codecarbon_1s'])} (CodeCarbon at 1 s)")
+    worst = {m: _worst_text(cell) for m, cell in peers["bursts", "0.25 s"].items() if "(" in cell}
     says(f"worst is {worst['ecomeasure']}, the only one under 10 %")
     assert [m for m, cell in worst.items() if abs(_number(cell)) < 10] == ["ecomeasure"]
     cost_ms = [float(r["ecomeasure"]) for r in overhead]
     says(f"ecomeasure {min(cost_ms):.0f}-{max(cost_ms):.0f} ms before")
 
     validation = {r["burst"]: r for r in _tables("docs/accuracy.md", "validation validation/2026-12-07-h100")[0]}
-    says("H100: " + "; ".join(f"{burst}, {median(validation[burst]['native headline, window'])} against "
-                              f"{median(validation[burst][ten_hz])}" for burst in ("1 s", "0.25 s")))
+    says("H100: " + "; ".join(f"{burst}, {_median(validation[burst]['native headline, window'])} against "
+                              f"{_median(validation[burst][ten_hz])}" for burst in ("1 s", "0.25 s")))
     errors, overhead, _time_to_result = _tables("docs/peers.md", "peers runs/2026-12-07-h100-peers")
     peers = {(r["workload"], r["window"]): r for r in errors}
     one_s = peers["bursts", "1 s"]
-    says(f"H100: {median(one_s['ecomeasure'])}, {median(one_s['zeus_monitor'])}, {median(one_s['codecarbon_1s'])};")
+    says(f"H100: {_median(one_s['ecomeasure'])}, {_median(one_s['zeus_monitor'])}, {_median(one_s['codecarbon_1s'])};")
     worst = {m: _worst(cell) for m, cell in peers["bursts", "0.25 s"].items() if "(" in cell}
     others = [abs(w) for m, w in worst.items() if m not in ("ecomeasure", "window", "workload")]
     says(f"ecomeasure's worst {worst['ecomeasure']} %, the others' -{min(others)} % or worse")
@@ -443,7 +450,7 @@ def test_the_validation_and_peers_prose_of_the_h100_is_the_data():
         return max(abs(_worst(runs[card][b][column])) for b in ("1 s", "2 s", "5 s", "10 s"))
 
     def median(card: str, burst: str, column: str) -> str:
-        return runs[card][burst][column].split(" (")[0]
+        return _median(runs[card][burst][column])
     text = prose("docs/accuracy.md", "Another GPU model and another card than the H200 run above",
                  "In the benchmark's dataset")
     for phrase in (f"worst error is {worst_from_1s('h100', window):.1f} % here ({worst_from_1s('h200', window):.1f} % on the H200)",
@@ -467,8 +474,9 @@ def test_the_validation_and_peers_prose_of_the_h100_is_the_data():
     text = prose("docs/peers.md", "What changed, what did not:", "## On an H200")
     for phrase in (f"{spread(h100, 'steady', steady)} on steady windows ({spread(h200, 'steady', steady)} on the H200)",
                    f"{spread(h100, 'bursts', long_bursts)} on bursts from 1 s up ({spread(h200, 'bursts', long_bursts)})",
-                   f"{h100['bursts', '0.5 s']['ecomeasure'].split(' (')[0]} at 0.5 s ({h200['bursts', '0.5 s']['ecomeasure'].split(' (')[0]})",
-                   "worst {} ({})".format(*(rows["bursts", "0.25 s"]["ecomeasure"].split("(")[1].rstrip(")") for rows in (h100, h200))),
+                   f"{_median(h100['bursts', '0.5 s']['ecomeasure'])} at 0.5 s ({_median(h200['bursts', '0.5 s']['ecomeasure'])})",
+                   f"worst {_worst_text(h100['bursts', '0.25 s']['ecomeasure'])} "
+                   f"({_worst_text(h200['bursts', '0.25 s']['ecomeasure'])})",
                    f"{cost100[0]['ecomeasure']} ms (steady, host marks) and {cost100[1]['ecomeasure']} ms (bursts, stream marks)",
                    f"against {cost200[0]['ecomeasure']} and {cost200[1]['ecomeasure']} ms on the H200"):
         assert phrase in text, phrase
