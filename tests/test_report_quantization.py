@@ -351,28 +351,151 @@ def test_the_h200_figures_in_the_prose_are_the_data():
             assert f.verdict == "holds" and "only 'only when' is tested" in f.detail, (regime, basis)
 
 
-def test_the_second_h100_cards_figures_in_the_prose_are_the_data():
-    """The rows of the second H100 card are quoted as measured, and said to have no saving
-    because that card ran no 16-bit row: should one be added, the prose must quote its saving."""
-    second = load_results_dir(ROOT / "docs" / "results" / "2026-12-07-h100")
-    rows = {(c.model, c.quant, c.regime): c for c in second.configs}
-    assert {c.card for c in rows.values()} == {"GPU-3ca0ca23-ac0d-eeeb-d573-6ef739779100"}
-    assert not [c for c in rows.values() if c.quant in ("fp16", "bf16")]
-    assert not floor.figures_of([second], ("native",))  # nothing to compare within the card
-    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
-    int4 = rows["mistral", "int4wo", "compiled"]
+H100_0612, H100_0712 = "GPU-d6be36fb-", "GPU-d708aa51-"  # the cards both ran bf16 and fp16 beside a scheme
+NAMES = {"tinyllama": "TinyLlama", "qwen2-1.5b": "Qwen2-1.5B", "qwen2.5-3b": "Qwen2.5-3B", "phi3-mini": "Phi-3-mini",
+         "yi-1.5-6b": "Yi-1.5-6B", "mistral": "Mistral-7B", "qwen2-7b": "Qwen2-7B", "qwen2.5-7b": "Qwen2.5-7B"}
+H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+
+
+def quantization_doc() -> str:
+    return " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+
+
+def test_the_2026_12_07_h100_rows_in_the_prose_are_the_data():
+    """Two cards in one directory: GPU-3ca0ca23's rows are quoted as measured and said to have
+    no saving (no 16-bit row on that card); GPU-d708aa51's eight models are quoted per scheme."""
+    from ecomeasure import fmt
+    results = load_results_dir(ROOT / "docs" / "results" / "2026-12-07-h100")
+    by_card: dict[str, list] = {}
+    for c in results.configs:
+        by_card.setdefault(c.card[:13], []).append(c)
+    assert set(by_card) == {"GPU-3ca0ca23-", H100_0712}
+    lone = {(c.model, c.quant, c.regime): c for c in by_card["GPU-3ca0ca23-"]}
+    assert not [c for c in lone.values() if c.quant in ("fp16", "bf16")]
+    doc = quantization_doc()
+    int4 = lone["mistral", "int4wo", "compiled"]
     assert int4.value("throughput_tok_s_mean") >= 250
     assert (f"Mistral-7B int4wo runs {int4.value('throughput_tok_s_mean'):.1f} tok/s at "
             f"{int4.value('energy_j_per_1k_mean'):,.0f} J/1k gross (GPU busy "
             f"{100 * int4.value('gpu_busy_share_mean'):.0f} %, {100 * int4.value('bandwidth_floor_fraction'):.0f} % "
             f"of the floor)") in doc
-    eager = [rows["qwen2-1.5b", q, "eager"] for q in ("fp8wo", "fp8dq", "int8dq")]
+    eager = [lone["qwen2-1.5b", q, "eager"] for q in ("fp8wo", "fp8dq", "int8dq")]
     assert ("({}, {} and {} tok/s; {}, {} and {} J/1k)".format(
         *(f"{c.value('throughput_tok_s_mean'):.1f}" for c in eager),
         *(f"{c.value('energy_j_per_1k_mean'):,.0f}" for c in eager))) in doc
-    # A third directory adds no card spread: the comparison between the models stays "unknown".
-    dirs = [load_results_dir(ROOT / "docs" / "results" / d) for d in ("2026-11-30-h200", "2026-12-06-h100")]
-    assert not floor.card_spreads(floor.figures_of([*dirs, second], ("native",)))
+
+    figures = [f for f in floor.figures_of([results], ("native",)) if f.basis == "gross"]
+    assert {f.config.card[:13] for f in figures} == {H100_0712}  # the lone card's rows compare with nothing
+    mine = [f for f in figures if (f.config.regime, f.config.batch_size) == ("graph", 1)]
+    assert len({f.config.model for f in mine}) == 8
+
+    def of(quant: str, base: str) -> dict[str, float]:
+        return {f.config.model: f.vs[base].pct for f in mine if f.config.quant == quant}
+
+    def span(values: dict[str, float], named: bool = False) -> str:
+        lo, hi = max(values, key=values.__getitem__), min(values, key=values.__getitem__)  # least to most saved
+        if named:
+            return f"from {fmt.pct(values[lo])} ({NAMES[lo]}) to {fmt.pct(values[hi])} ({NAMES[hi]})"
+        return f"{fmt.pct(values[lo])} to {fmt.pct(values[hi])}"
+
+    int4wo, nf4, pure = of("int4wo", "bf16"), of("nf4", "fp16"), of("int8_pure", "fp16")
+    assert len(int4wo) == len(nf4) == 8 and all(v < 0 for v in (*int4wo.values(), *nf4.values()))
+    rows = {(f.config.model, f.config.quant): f for f in mine}
+    m4, mb = rows["mistral", "int4wo"].config, rows["mistral", "bf16"].config
+    speed = m4.value("throughput_tok_s_mean") / mb.value("throughput_tok_s_mean")
+    int4_figs = [f for f in mine if f.config.quant == "int4wo"]
+    floors = [f.floor_fraction for f in int4_figs]
+    shares = [f.floor_share for f in int4_figs]
+    realized = [f.realized_share for f in int4_figs]
+    small = {m: pure[m] for m in ("tinyllama", "qwen2-1.5b", "qwen2.5-3b")}
+    large = {m: v for m, v in pure.items() if m not in small}
+    quantized = [f for f in mine if f.config.quant not in ("fp16", "bf16")]
+    closest = max(quantized, key=lambda f: f.floor_share)
+    for phrase in (
+            f"{span(int4wo, named=True)} against bf16, {fmt.pct(int4wo['qwen2-7b'])} on both 7.6B Qwen models",
+            f"runs {m4.value('throughput_tok_s_mean'):.1f} tok/s against bf16's "
+            f"{mb.value('throughput_tok_s_mean'):.1f} ({speed:.2f}x)",
+            f"reach {100 * min(floors):.0f}-{100 * max(floors):.0f} % of the bandwidth floor, "
+            f"{min(shares):.2f}-{max(shares):.2f} of bf16's fraction, and realize "
+            f"{min(realized):.2f}-{max(realized):.2f} of what its bytes predict",
+            f"{fmt.pct(max(nf4.values()))} to {fmt.pct(min(nf4.values()))} against fp16",
+            f"{fmt.pct(small['tinyllama'])} (TinyLlama) and {fmt.pct(small['qwen2-1.5b'])} (Qwen2-1.5B), "
+            f"{fmt.pct(small['qwen2.5-3b'])} (Qwen2.5-3B), and {span(large)} on the four larger models",
+            "cost {} to {} and {} to {} against bf16".format(
+                *(fmt.pct(f(of(q, "bf16").values())) for q in ("int8wo", "fp8wo") for f in (min, max))),
+            f"fp8dq ranges {span(of('fp8dq', 'bf16'), named=True)}",
+            f"is {closest.floor_share:.2f} ({NAMES[closest.config.model]} "
+            f"{'pure int8' if closest.config.quant == 'int8_pure' else closest.config.quant})"):
+        assert phrase in doc, phrase
+    assert int4wo["qwen2-7b"] == pytest.approx(int4wo["qwen2.5-7b"], abs=0.05)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"cheapest token on all eight models ({fmt.pct(max(int4wo.values())).removesuffix(' %')} to "
+            f"{fmt.pct(min(int4wo.values()))} vs bf16)") in readme
+    assert len(large) == 4 and all(v < 0 for v in large.values())
+    int8dq = {c.model: c.status for c in by_card[H100_0712] if c.quant == "int8dq"}
+    assert int8dq == dict.fromkeys(set(NAMES) - {"mistral", "qwen2-1.5b"}, "unavailable")
+    assert "int8dq is `unavailable` at batch size 1 on the six other models" in doc
+
+
+def test_two_h100_cards_bound_the_card_spread_and_the_gpu_models_differ_beyond_it():
+    from ecomeasure import fmt
+    dirs = [load_results_dir(ROOT / "docs" / "results" / d)
+            for d in ("2026-11-30-h200", "2026-12-06-h100", "2026-12-07-h100")]
+    figures = floor.figures_of(dirs, ("native",))
+    doc = quantization_doc()
+    spreads = {key[3]: s for key, s in floor.card_spreads(figures).items() if key[1] == "graph"}
+    assert {s.gpu_name for s in spreads.values()} == {H100}
+    assert f"({spreads['gross'].points:.1f} points gross, {spreads['net'].points:.1f} net; native meter)" in doc
+
+    gross = [f for f in figures if f.basis == "gross" and (f.config.regime, f.config.batch_size) == ("graph", 1)]
+    both_cards: dict[tuple[str, str], dict[str, float]] = {}
+    for f in gross:
+        if f.config.card[:13] in (H100_0612, H100_0712) and f.config.quant not in ("fp16", "bf16"):
+            both_cards.setdefault((f.config.model, f.config.quant), {})[f.config.card[:13]] = f.vs["bf16"].pct
+    differences = [abs(v[H100_0612] - v[H100_0712]) for v in both_cards.values() if len(v) == 2]
+    assert len(differences) == 5
+    assert f"differ by {min(differences):.1f} to {max(differences):.1f} points between the cards" in doc
+    mistral = both_cards["mistral", "int4wo"]
+    assert f"Mistral-7B int4wo {fmt.pct(mistral[H100_0612])} and {fmt.pct(mistral[H100_0712])}" in doc
+
+    found = {f.basis: f for f in floor.check_gpu_dependence(figures) if f.detail.startswith("graph: ")}
+    assert found["gross"].verdict == found["net"].verdict == "holds"
+    for basis, f in found.items():
+        pairs = f.detail.count(" vs fp16 in graph: ")
+        differ = f.detail.count("(differ)")
+        assert f"{'Gross' if basis == 'gross' else 'Net of idle'}, {differ} of the {pairs} " in doc, basis
+    differ_gross = found["gross"].detail.split("differ beyond their CIs: ")[-1].split(", ")
+    nf4_models = [d.split()[0] for d in differ_gross if d.endswith(" nf4")]
+    assert len(nf4_models) == 7 and "qwen2-1.5b" not in nf4_models
+    assert "nf4 saves more on the H100 on seven of the eight models" in doc
+    assert {"tinyllama int8_pure", "qwen2-1.5b bs8 int8_pure"} <= set(differ_gross)
+
+    def change(model: str, quant: str, gpu: str) -> floor.Change:
+        """The first card of a GPU model in table order stands for it, as in the verdict."""
+        return [f.vs["fp16"] for f in gross if f.config.gpu_name == gpu
+                and (f.config.model, f.config.quant) == (model, quant) and "fp16" in f.vs][0]
+
+    def pair(model: str, quant: str) -> str:
+        return f"{fmt.pct(change(model, quant, H200).pct)} and {fmt.pct(change(model, quant, H100).pct)}"
+
+    h200_nf4, h100_nf4 = change("mistral", "nf4", H200), change("mistral", "nf4", H100)
+    for phrase in (f"Mistral-7B {fmt.pct(h200_nf4.pct)} [{fmt.pct(h200_nf4.low)}, {fmt.pct(h200_nf4.high)}] on the "
+                   f"H200 and {fmt.pct(h100_nf4.pct)} [{fmt.pct(h100_nf4.low)}, {fmt.pct(h100_nf4.high)}] on the H100",
+                   f"Yi-1.5-6B {pair('yi-1.5-6b', 'nf4')}", f"only Qwen2-1.5B's overlaps ({pair('qwen2-1.5b', 'nf4')})",
+                   f"Qwen2.5-3B {pair('qwen2.5-3b', 'int8_pure')}", f"Qwen2.5-7B {pair('qwen2.5-7b', 'int8_pure')}"):
+        assert phrase in doc, phrase
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(Mistral-7B {fmt.pct(h200_nf4.pct)} and {fmt.pct(h100_nf4.pct)} vs fp16)" in readme
+    assert (f"nf4 saves more on the H100 than on the H200 on seven of the eight models, beyond the "
+            f"{spreads['gross'].points:.1f} points two H100 cards differ by") in readme
+
+    def tok_s(gpu: str, quant: str) -> str:
+        rows = [f.config for f in gross if f.config.gpu_name == gpu and (f.config.model, f.config.quant)
+                == ("mistral", quant)]
+        return f"{rows[0].value('throughput_tok_s_mean'):.1f}"
+
+    assert (f"Mistral-7B {tok_s(H200, 'nf4')} tok/s on the H200, {tok_s(H100, 'nf4')} on the H100) while "
+            f"fp16's falls with the bandwidth ({tok_s(H200, 'fp16')} and {tok_s(H100, 'fp16')} tok/s)") in doc
 
 
 def test_the_h100_figures_in_the_prose_are_the_data():
@@ -423,25 +546,3 @@ def test_the_h100_figures_in_the_prose_are_the_data():
         assert phrase in readme, phrase
     verdicts = [f for f in floor.check_bytes_at_floor(floor.figures_of([h100], ("native",)))]
     assert verdicts and all(f.verdict == "holds" and "only 'only when' is tested" in f.detail for f in verdicts)
-
-    # Between the cards: nf4 against fp16 on each.
-    h200 = load_results_dir(ROOT / "docs" / "results" / "2026-11-30-h200")
-    both = floor.figures_of([h200, h100], ("native",))
-    found = {f.basis: f for f in floor.check_gpu_dependence(both) if f.detail.startswith("graph: ")}
-    assert found["gross"].verdict == found["net"].verdict == "holds"
-    assert "card spread unknown" in found["gross"].detail  # one card of each model: the prose says so
-    nf4 = [f for f in both if (f.config.model, f.config.quant, f.config.batch_size, f.config.regime, f.basis)
-           == ("mistral", "nf4", 1, "graph", "gross")]
-    on = {f.config.gpu_name: f.vs["fp16"] for f in nf4}
-    h200_nf4, h100_nf4 = on["NVIDIA H200"], on["NVIDIA H100 80GB HBM3"]
-    phrase = (f"Mistral-7B nf4 saves {fmt.pct(h200_nf4.pct)} [{fmt.pct(h200_nf4.low)}, {fmt.pct(h200_nf4.high)}] "
-              f"on the H200 and {fmt.pct(h100_nf4.pct)} [{fmt.pct(h100_nf4.low)}, {fmt.pct(h100_nf4.high)}] on the H100")
-    assert phrase in doc, phrase
-    assert f"({fmt.pct(h200_nf4.pct)} and {fmt.pct(h100_nf4.pct)} vs fp16)" in readme
-    differ = {basis: f.detail.split("differ beyond their CIs: ")[-1] for basis, f in found.items()}
-    assert differ == {"gross": "qwen2-1.5b bs8 int8_pure, mistral nf4", "net": "qwen2-1.5b int8_pure, mistral nf4"}
-    bs8 = {f.config.gpu_name: f.vs["fp16"] for f in both if (f.config.model, f.config.quant, f.config.batch_size,
-                                                              f.config.regime, f.basis)
-           == ("qwen2-1.5b", "int8_pure", 8, "graph", "gross")}
-    assert (f"differs at batch size 8 gross ({fmt.pct(bs8['NVIDIA H200'].pct)} and "
-            f"{fmt.pct(bs8['NVIDIA H100 80GB HBM3'].pct)})") in doc
