@@ -318,6 +318,10 @@ def test_plot_says_why_without_a_scheme_that_removes_bytes(tmp_path):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def quantization_doc() -> str:
+    return " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+
+
 def test_the_h200_figures_in_the_prose_are_the_data():
     dataset = load_results_dir(ROOT / "docs" / "results" / "2026-11-30-h200")
     graph = [f for f in floor.figures_of([dataset], ("native",))
@@ -334,7 +338,7 @@ def test_the_h200_figures_in_the_prose_are_the_data():
     for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"reaches {nf4_floor} of fp16's fraction",
                    f"saves {nf4_realized} of what its bytes predict"):
         assert phrase in readme, phrase
-    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    doc = quantization_doc()
     for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"costs {span('nf4', lambda f: -f.measured.pct, 1)} % less",
                    f"{nf4_realized} of its bytes' saving",
                    f"reach {span('nf4', lambda f: 100 * f.floor_fraction, 0)} % of the floor",
@@ -354,11 +358,6 @@ def test_the_h200_figures_in_the_prose_are_the_data():
 H100_0612, H100_0712 = "GPU-d6be36fb-", "GPU-d708aa51-"  # the cards both ran bf16 and fp16 beside a scheme
 NAMES = {"tinyllama": "TinyLlama", "qwen2-1.5b": "Qwen2-1.5B", "qwen2.5-3b": "Qwen2.5-3B", "phi3-mini": "Phi-3-mini",
          "yi-1.5-6b": "Yi-1.5-6B", "mistral": "Mistral-7B", "qwen2-7b": "Qwen2-7B", "qwen2.5-7b": "Qwen2.5-7B"}
-H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
-
-
-def quantization_doc() -> str:
-    return " ".join((ROOT / "docs" / "quantization.md").read_text().split())
 
 
 def test_the_2026_12_07_h100_rows_in_the_prose_are_the_data():
@@ -516,7 +515,7 @@ def test_the_h100_figures_in_the_prose_are_the_data():
     int4, bf16 = one("mistral", "int4wo"), one("mistral", "bf16")
     assert int4.baseline == "bf16"
     speed = f"{int4.config.value('throughput_tok_s_mean') / bf16.config.value('throughput_tok_s_mean'):.2f}x"
-    doc = " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    doc = quantization_doc()
     for phrase in (f"{int4.config.value('throughput_tok_s_mean'):.1f} tok/s against bf16's "
                    f"{bf16.config.value('throughput_tok_s_mean'):.1f} ({speed})",
                    f"costs {ci(int4)} per token", f"Qwen2-1.5B int4wo {ci(one('qwen2-1.5b', 'int4wo'))}",
