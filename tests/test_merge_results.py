@@ -123,3 +123,42 @@ def test_different_columns_from_the_command_are_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "different columns" in done.stderr
     assert (dst / "results.csv").read_text() == before
+
+
+def name_card(root: Path, uuids: list[str]) -> None:
+    """Adds a gpu_uuid column to ``root``'s results.csv, one uuid per row in order."""
+    rows = read(root / "results.csv")
+    merge.write(root / "results.csv", COLUMNS + ["gpu_uuid"], [dict(r, gpu_uuid=u) for r, u in zip(rows, uuids)])
+
+
+def test_a_row_another_card_measured_is_kept_unless_told(tmp_path, capsys):
+    """Two cards of one model measure the same configuration: the second card's row must not
+    silently take the first's place (a directory holds one row per configuration)."""
+    dst = make_dir(tmp_path / "dst", [("a", "fp16", "graph", "ok", "100"), ("a", "nf4", "graph", "ok", "90")])
+    src = make_dir(tmp_path / "src", [("a", "nf4", "graph", "ok", "95"), ("b", "fp16", "graph", "ok", "7")])
+    name_card(dst, ["GPU-1", "GPU-1"])
+    name_card(src, ["GPU-2", "GPU-2"])
+    before = (dst / "results.csv").read_text(), (dst / "traces" / "a_nf4_bs1_graph.npz").read_text()
+    with pytest.raises(merge.MergeError, match="1 rows .* another card .*a nf4 1 64 cuda graph, GPU-1 by GPU-2"):
+        merge.merge(src, dst)
+    with pytest.raises(SystemExit) as exc:
+        merge.main([str(src), "--into", str(dst)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "--replace-other-cards" in err
+    assert ((dst / "results.csv").read_text(), (dst / "traces" / "a_nf4_bs1_graph.npz").read_text()) == before
+
+    added, replaced = merge.merge(src, dst, replace_other_cards=True)
+    assert [k[2] for k in replaced] == ["nf4"] and [k[1] for k in added] == ["b"]
+    assert {r["quant"] + r["model"]: r["gpu_uuid"] for r in read(dst / "results.csv")} == {
+        "fp16a": "GPU-1", "nf4a": "GPU-2", "fp16b": "GPU-2"}
+
+
+@pytest.mark.parametrize("old, new", [("GPU-1", "GPU-1"), ("", "GPU-2"), ("GPU-1", "")])
+def test_the_same_card_or_a_row_naming_none_replaces_as_before(tmp_path, old, new):
+    dst = make_dir(tmp_path / "dst", [("a", "nf4", "graph", "ok", "90")])
+    src = make_dir(tmp_path / "src", [("a", "nf4", "graph", "ok", "95")])
+    name_card(dst, [old])
+    name_card(src, [new])
+    added, replaced = merge.merge(src, dst)
+    assert added == [] and len(replaced) == 1
+    assert [r["throughput_tok_s_mean"] for r in read(dst / "results.csv")] == ["95"]

@@ -8,6 +8,9 @@ configuration (GPU, model, quant, batch size, new tokens, device, regime), with 
 iterations; SRC's traces and run files are copied beside them. ``failed`` rows are not
 merged (a failure must not hide a measurement); ``--where column=value`` merges only the rows
 that match (all of them). Both directories must have the same columns.
+A row another card measured (``gpu_uuid``) is not replaced unless ``--replace-other-cards``
+says so: a directory holds one card's row per configuration, so a second card's rows of the
+same configurations go into a directory of their own.
 Prints what was added and what was replaced. Bad input (a directory that is not a results
 directory, different columns, a malformed --where) is one line on stderr and exit 2, before
 anything in DST is written.
@@ -58,10 +61,16 @@ def trace_files(root: Path, row: dict[str, str]) -> list[Path]:
     return [path for path in (npz, reference_csv_of(npz)) if path.exists()]
 
 
-def merge(src: Path, dst: Path, where: dict[str, str] | None = None
+def other_card(old: dict[str, str], new: dict[str, str]) -> bool:
+    """Whether two rows name different cards (a row without ``gpu_uuid`` names none)."""
+    return bool(old.get("gpu_uuid")) and bool(new.get("gpu_uuid")) and old["gpu_uuid"] != new["gpu_uuid"]
+
+
+def merge(src: Path, dst: Path, where: dict[str, str] | None = None, replace_other_cards: bool = False
           ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """Merges ``src``'s rows (those matching ``where``) into ``dst``; returns (added,
-    replaced) configuration keys."""
+    replaced) configuration keys. Raises MergeError, before writing, where a row would replace
+    one another card measured and ``replace_other_cards`` is false."""
     src_cols, src_rows = read(src / RESULTS_CSV)
     dst_cols, dst_rows = read(dst / RESULTS_CSV)
     if src_cols != dst_cols:
@@ -75,6 +84,16 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None
     keys = {tuple(r[k] for k in KEY) for r in incoming}
     iteration_keys = {tuple(r[k] for k in ITERATION_KEY) for r in incoming}
     existing = {tuple(r[k] for k in KEY) for r in dst_rows}
+    if not replace_other_cards:
+        by_key = {tuple(r[k] for k in KEY): r for r in incoming}
+        clashes = [(old, by_key[key]) for old in dst_rows
+                   if (key := tuple(old[k] for k in KEY)) in by_key and other_card(old, by_key[key])]
+        if clashes:
+            old, new = clashes[0]
+            raise MergeError(f"{len(clashes)} rows of {src} would replace rows another card measured "
+                             f"(first: {' '.join(tuple(new[k] for k in KEY)[1:])}, {old['gpu_uuid']} by "
+                             f"{new['gpu_uuid']}); merge them into a directory of their own, or pass "
+                             "--replace-other-cards")
     kept = [r for r in dst_rows if tuple(r[k] for k in KEY) not in keys]
     kept_its = [r for r in dst_its if tuple(r[k] for k in ITERATION_KEY) not in iteration_keys]
     new_its = [r for r in src_its if tuple(r[k] for k in ITERATION_KEY) in iteration_keys]
@@ -102,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--into", type=Path, required=True)
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                    help="merge only rows whose column has this value (repeatable: all must match)")
+    p.add_argument("--replace-other-cards", action="store_true",
+                   help="let a row replace one that another card (gpu_uuid) measured")
     args = p.parse_args(argv)
 
     def refuse(message: str) -> NoReturn:
@@ -114,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (root / RESULTS_CSV).is_file() or not (root / ITERATIONS_CSV).is_file():
             refuse(f"{root} is not a results directory ({RESULTS_CSV} and {ITERATIONS_CSV})")
     try:
-        added, replaced = merge(args.src, args.into, where)
+        added, replaced = merge(args.src, args.into, where, args.replace_other_cards)
     except MergeError as exc:
         refuse(str(exc))
     for what, keys in (("added", added), ("replaced", replaced)):
