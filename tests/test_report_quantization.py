@@ -545,3 +545,60 @@ def test_the_h100_figures_in_the_prose_are_the_data():
         assert phrase in readme, phrase
     verdicts = [f for f in floor.check_bytes_at_floor(floor.figures_of([h100], ("native",)))]
     assert verdicts and all(f.verdict == "holds" and "only 'only when' is tested" in f.detail for f in verdicts)
+
+
+def test_the_compiled_rows_beside_bf16_on_one_card_in_the_prose_are_the_data():
+    """GPU-1a03b07d measured Mistral-7B bf16 and int4wo compiled and graph: the savings, the
+    speeds, the regimes against each other and the powers quoted are those rows'."""
+    from ecomeasure import fmt
+    results = load_results_dir(ROOT / "docs" / "results" / "2026-12-07-h100-compiled")
+    assert {c.card[:13] for c in results.configs} == {"GPU-1a03b07d-"}
+    rows = {(c.quant, c.regime): c for c in results.configs}
+    assert set(rows) == {(q, r) for q in ("bf16", "int4wo") for r in ("graph", "compiled")}
+    figs = {f.config.regime: f for f in floor.figures_of([results], ("native",))
+            if f.basis == "gross" and f.config.quant == "int4wo"}
+
+    def tok_s(quant: str, regime: str) -> float:
+        return rows[quant, regime].value("throughput_tok_s_mean")
+
+    def energy(quant: str, regime: str) -> float:
+        return rows[quant, regime].value("energy_j_per_1k_mean")
+
+    def watts(quant: str, regime: str) -> str:
+        return f"{rows[quant, regime].value('power_w_mean'):.0f} W"
+
+    def saving(regime: str) -> str:
+        change = figs[regime].vs["bf16"]
+        return f"{fmt.pct(change.pct)} [{fmt.pct(change.low)}, {fmt.pct(change.high)}]"
+
+    doc = quantization_doc()
+    for phrase in (
+            f"{tok_s('int4wo', 'compiled'):.1f} tok/s against bf16's {tok_s('bf16', 'compiled'):.1f} "
+            f"({tok_s('int4wo', 'compiled') / tok_s('bf16', 'compiled'):.2f}x), at {saving('compiled')} per token, "
+            f"{figs['compiled'].realized_share:.2f} of what its bytes predict",
+            f"{tok_s('int4wo', 'graph'):.1f} against {tok_s('bf16', 'graph'):.1f} tok/s "
+            f"({tok_s('int4wo', 'graph') / tok_s('bf16', 'graph'):.2f}x), {saving('graph')}, "
+            f"{figs['graph'].realized_share:.2f} of the bytes' saving",
+            f"{tok_s('bf16', 'compiled') / tok_s('bf16', 'graph'):.2f}x its graph speed, at "
+            f"{fmt.pct(100 * (energy('bf16', 'compiled') / energy('bf16', 'graph') - 1))} energy per token",
+            f"move to {100 * rows['bf16', 'compiled'].value('bandwidth_floor_fraction'):.0f} % of the bandwidth "
+            f"floor (graph: {100 * rows['bf16', 'graph'].value('bandwidth_floor_fraction'):.0f} %)",
+            f"rises from {watts('bf16', 'graph')} to {watts('bf16', 'compiled')}",
+            f"Compiled int4wo costs {fmt.pct(100 * (energy('int4wo', 'compiled') / energy('int4wo', 'graph') - 1))} "
+            "against its graph row",
+            f"int4wo draws {watts('int4wo', 'graph')} against bf16's {watts('bf16', 'compiled')} and spends "
+            f"{100 * (1 - energy('int4wo', 'graph') / energy('bf16', 'compiled')):.1f} % less per token",
+            f"reaches {100 * figs['compiled'].floor_fraction:.0f} % of the floor, "
+            f"{figs['compiled'].floor_share:.2f} of compiled bf16's fraction",
+            "part from the uncaptured prefill's at token 5"):
+        assert phrase in doc, phrase
+    assert f"{tok_s('bf16', 'compiled'):.1f}" == f"{tok_s('int4wo', 'graph'):.1f}"  # "both run" the same speed
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"Compiled, on one H100, int4wo runs {tok_s('int4wo', 'compiled') / tok_s('bf16', 'compiled'):.2f}x "
+            f"bf16's speed at {fmt.pct(figs['compiled'].vs['bf16'].pct)}; compiling bf16 makes it "
+            f"{tok_s('bf16', 'compiled') / tok_s('bf16', 'graph'):.2f}x faster but "
+            f"{fmt.pct(100 * (energy('bf16', 'compiled') / energy('bf16', 'graph') - 1))} per token") in readme
+    assert "at token 5" in rows["bf16", "compiled"].row["notes"]
+    verdicts = {r["dataset"]: r["verdict"] for r in read_csv(ROOT / "docs" / "report-quantization" / "findings.csv")
+                if r["finding"] == "bytes_at_floor" and (r["method"], r["basis"]) == ("native", "gross")}
+    assert verdicts["docs/results/2026-12-07-h100-compiled · compiled"] == "holds"  # "holds here too"
