@@ -602,3 +602,20 @@ def test_the_compiled_rows_beside_bf16_on_one_card_in_the_prose_are_the_data():
     verdicts = {r["dataset"]: r["verdict"] for r in read_csv(ROOT / "docs" / "report-quantization" / "findings.csv")
                 if r["finding"] == "bytes_at_floor" and (r["method"], r["basis"]) == ("native", "gross")}
     assert verdicts["docs/results/2026-12-07-h100-compiled · compiled"] == "holds"  # "holds here too"
+
+
+def test_the_cards_that_measured_torchao_and_int4wo_range_in_the_prose_are_the_data():
+    torchao = ("int4wo", "int8wo", "fp8wo", "fp8dq", "int8dq")
+    configs = [c for d in ("2026-11-30-h200", "2026-12-06-h100", "2026-12-07-h100", "2026-12-07-h100-compiled")
+               for c in load_results_dir(ROOT / "docs" / "results" / d).configs if c.ok and c.quant in torchao]
+    assert {c.gpu_name for c in configs} == {H100}
+    cards = {c.card for c in configs}
+    words = {3: "three", 4: "four", 5: "five"}
+    figures = [f for d in ("2026-12-06-h100", "2026-12-07-h100", "2026-12-07-h100-compiled")
+               for f in floor.figures_of([load_results_dir(ROOT / "docs" / "results" / d)], ("native",))
+               if f.basis == "gross" and (f.config.model, f.config.quant, f.config.regime, f.config.batch_size)
+               == ("mistral", "int4wo", "graph", 1)]
+    pcts = [f.vs["bf16"].pct for f in figures]
+    assert len(pcts) == 3
+    assert (f"measured on H100s only ({words[len(cards)]} cards): whether int4wo's "
+            f"{math.ceil(max(pcts)):.0f} to {math.floor(min(pcts)):.0f} % on Mistral-7B") in quantization_doc()
