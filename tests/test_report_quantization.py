@@ -318,12 +318,22 @@ def test_plot_says_why_without_a_scheme_that_removes_bytes(tmp_path):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def one_line(path: str) -> str:
+    """A committed page with its whitespace collapsed, so that prose may wrap anywhere."""
+    return " ".join((ROOT / path).read_text().split())
+
+
 def quantization_doc() -> str:
-    return " ".join((ROOT / "docs" / "quantization.md").read_text().split())
+    return one_line("docs/quantization.md")
+
+
+def committed_results(name: str):
+    """A results directory under docs/results."""
+    return load_results_dir(ROOT / "docs" / "results" / name)
 
 
 def test_the_h200_figures_in_the_prose_are_the_data():
-    dataset = load_results_dir(ROOT / "docs" / "results" / "2026-11-30-h200")
+    dataset = committed_results("2026-11-30-h200")
     graph = [f for f in floor.figures_of([dataset], ("native",))
              if (f.basis, f.config.regime, f.config.batch_size) == ("gross", "graph", 1)]
 
@@ -334,7 +344,7 @@ def test_the_h200_figures_in_the_prose_are_the_data():
     nf4_bytes = span("nf4", lambda f: -f.predicted_pct, 0)
     nf4_floor = span("nf4", lambda f: f.floor_share, 2)
     nf4_realized = span("nf4", lambda f: f.realized_share, 2)
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line("README.md")
     for phrase in (f"nf4 reads {nf4_bytes} % fewer bytes", f"reaches {nf4_floor} of fp16's fraction",
                    f"saves {nf4_realized} of what its bytes predict"):
         assert phrase in readme, phrase
@@ -364,7 +374,7 @@ def test_the_2026_12_07_h100_rows_in_the_prose_are_the_data():
     """Two cards in one directory: GPU-3ca0ca23's rows are quoted as measured and said to have
     no saving (no 16-bit row on that card); GPU-d708aa51's eight models are quoted per scheme."""
     from ecomeasure import fmt
-    results = load_results_dir(ROOT / "docs" / "results" / "2026-12-07-h100")
+    results = committed_results("2026-12-07-h100")
     by_card: dict[str, list] = {}
     for c in results.configs:
         by_card.setdefault(c.card[:13], []).append(c)
@@ -427,7 +437,7 @@ def test_the_2026_12_07_h100_rows_in_the_prose_are_the_data():
             f"{'pure int8' if closest.config.quant == 'int8_pure' else closest.config.quant})"):
         assert phrase in doc, phrase
     assert int4wo["qwen2-7b"] == pytest.approx(int4wo["qwen2.5-7b"], abs=0.05)
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line("README.md")
     assert (f"cheapest token on all eight models ({fmt.pct(max(int4wo.values())).removesuffix(' %')} to "
             f"{fmt.pct(min(int4wo.values()))} vs bf16)") in readme
     assert len(large) == 4 and all(v < 0 for v in large.values())
@@ -438,7 +448,7 @@ def test_the_2026_12_07_h100_rows_in_the_prose_are_the_data():
 
 def test_two_h100_cards_bound_the_card_spread_and_the_gpu_models_differ_beyond_it():
     from ecomeasure import fmt
-    dirs = [load_results_dir(ROOT / "docs" / "results" / d)
+    dirs = [committed_results(d)
             for d in ("2026-11-30-h200", "2026-12-06-h100", "2026-12-07-h100")]
     figures = floor.figures_of(dirs, ("native",))
     doc = quantization_doc()
@@ -483,7 +493,7 @@ def test_two_h100_cards_bound_the_card_spread_and_the_gpu_models_differ_beyond_i
                    f"Yi-1.5-6B {pair('yi-1.5-6b', 'nf4')}", f"only Qwen2-1.5B's overlaps ({pair('qwen2-1.5b', 'nf4')})",
                    f"Qwen2.5-3B {pair('qwen2.5-3b', 'int8_pure')}", f"Qwen2.5-7B {pair('qwen2.5-7b', 'int8_pure')}"):
         assert phrase in doc, phrase
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line("README.md")
     assert f"(Mistral-7B {fmt.pct(h200_nf4.pct)} and {fmt.pct(h100_nf4.pct)} vs fp16)" in readme
     assert (f"nf4 saves more on the H100 than on the H200 on seven of the eight models, beyond the "
             f"{spreads['gross'].points:.1f} points two H100 cards differ by") in readme
@@ -499,7 +509,7 @@ def test_two_h100_cards_bound_the_card_spread_and_the_gpu_models_differ_beyond_i
 
 def test_the_h100_figures_in_the_prose_are_the_data():
     from ecomeasure import fmt
-    h100 = load_results_dir(ROOT / "docs" / "results" / "2026-12-06-h100")
+    h100 = committed_results("2026-12-06-h100")
     figures = [f for f in floor.figures_of([h100], ("native",)) if f.basis == "gross"]
 
     def one(model: str, quant: str, batch_size: int = 1, regime: str = "graph") -> floor.SchemeFigure:
@@ -536,7 +546,7 @@ def test_the_h100_figures_in_the_prose_are_the_data():
                    f"it costs {fmt.pct(one('mistral', 'int8dq', 1, 'eager').measured.pct)}",
                    f"with {int4.floor_share:.2f} of bf16's floor fraction"):
         assert phrase in doc, phrase
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line("README.md")
     for phrase in (f"Mistral-7B {speed} faster than bf16 at {fmt.pct(int4.measured.pct)}",
                    f"{int4.realized_share:.2f} of its bytes' saving",
                    f"cost {fmt.pct(one('mistral', 'int8wo').measured.pct)} and "
@@ -551,7 +561,7 @@ def test_the_compiled_rows_beside_bf16_on_one_card_in_the_prose_are_the_data():
     """GPU-1a03b07d measured Mistral-7B bf16 and int4wo compiled and graph: the savings, the
     speeds, the regimes against each other and the powers quoted are those rows'."""
     from ecomeasure import fmt
-    results = load_results_dir(ROOT / "docs" / "results" / "2026-12-07-h100-compiled")
+    results = committed_results("2026-12-07-h100-compiled")
     assert {c.card[:13] for c in results.configs} == {"GPU-1a03b07d-"}
     rows = {(c.quant, c.regime): c for c in results.configs}
     assert set(rows) == {(q, r) for q in ("bf16", "int4wo") for r in ("graph", "compiled")}
@@ -593,7 +603,7 @@ def test_the_compiled_rows_beside_bf16_on_one_card_in_the_prose_are_the_data():
             "part from the uncaptured prefill's at token 5"):
         assert phrase in doc, phrase
     assert f"{tok_s('bf16', 'compiled'):.1f}" == f"{tok_s('int4wo', 'graph'):.1f}"  # "both run" the same speed
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line("README.md")
     assert (f"Compiled, on one H100, int4wo runs {tok_s('int4wo', 'compiled') / tok_s('bf16', 'compiled'):.2f}x "
             f"bf16's speed at {fmt.pct(figs['compiled'].vs['bf16'].pct)}; compiling bf16 makes it "
             f"{tok_s('bf16', 'compiled') / tok_s('bf16', 'graph'):.2f}x faster but "
@@ -606,13 +616,13 @@ def test_the_compiled_rows_beside_bf16_on_one_card_in_the_prose_are_the_data():
 
 def test_the_cards_that_measured_torchao_and_int4wo_range_in_the_prose_are_the_data():
     torchao = ("int4wo", "int8wo", "fp8wo", "fp8dq", "int8dq")
-    configs = [c for d in ("2026-11-30-h200", "2026-12-06-h100", "2026-12-07-h100", "2026-12-07-h100-compiled")
-               for c in load_results_dir(ROOT / "docs" / "results" / d).configs if c.ok and c.quant in torchao]
+    dirs = [committed_results(d) for d in ("2026-11-30-h200", "2026-12-06-h100", "2026-12-07-h100",
+                                           "2026-12-07-h100-compiled")]
+    configs = [c for d in dirs for c in d.configs if c.ok and c.quant in torchao]
     assert {c.gpu_name for c in configs} == {H100}
     cards = {c.card for c in configs}
     words = {3: "three", 4: "four", 5: "five"}
-    figures = [f for d in ("2026-12-06-h100", "2026-12-07-h100", "2026-12-07-h100-compiled")
-               for f in floor.figures_of([load_results_dir(ROOT / "docs" / "results" / d)], ("native",))
+    figures = [f for f in floor.figures_of(dirs, ("native",))
                if f.basis == "gross" and (f.config.model, f.config.quant, f.config.regime, f.config.batch_size)
                == ("mistral", "int4wo", "graph", 1)]
     pcts = [f.vs["bf16"].pct for f in figures]

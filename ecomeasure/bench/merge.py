@@ -61,6 +61,11 @@ def trace_files(root: Path, row: dict[str, str]) -> list[Path]:
     return [path for path in (npz, reference_csv_of(npz)) if path.exists()]
 
 
+def key_of(row: dict[str, str], columns: tuple[str, ...] = KEY) -> tuple[str, ...]:
+    """A row's configuration key (``KEY``, or ``ITERATION_KEY`` for iterations.csv)."""
+    return tuple(row[k] for k in columns)
+
+
 def other_card(old: dict[str, str], new: dict[str, str]) -> bool:
     """Whether two rows name different cards (a row without ``gpu_uuid`` names none)."""
     return bool(old.get("gpu_uuid")) and bool(new.get("gpu_uuid")) and old["gpu_uuid"] != new["gpu_uuid"]
@@ -81,26 +86,25 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None, replace_oth
         raise MergeError(f"{src}/{ITERATIONS_CSV} and {dst}/{ITERATIONS_CSV} have different columns")
     incoming = [r for r in src_rows if r["status"] in ("ok", "unavailable")
                 and all(r.get(k) == v for k, v in (where or {}).items())]
-    keys = {tuple(r[k] for k in KEY) for r in incoming}
-    iteration_keys = {tuple(r[k] for k in ITERATION_KEY) for r in incoming}
-    existing = {tuple(r[k] for k in KEY) for r in dst_rows}
+    by_key = {key_of(r): r for r in incoming}
+    iteration_keys = {key_of(r, ITERATION_KEY) for r in incoming}
+    existing = {key_of(r) for r in dst_rows}
     if not replace_other_cards:
-        by_key = {tuple(r[k] for k in KEY): r for r in incoming}
-        clashes = [(old, by_key[key]) for old in dst_rows
-                   if (key := tuple(old[k] for k in KEY)) in by_key and other_card(old, by_key[key])]
+        clashes = [(old, by_key[key_of(old)]) for old in dst_rows
+                   if key_of(old) in by_key and other_card(old, by_key[key_of(old)])]
         if clashes:
             old, new = clashes[0]
             raise MergeError(f"{len(clashes)} rows of {src} would replace rows another card measured "
-                             f"(first: {' '.join(tuple(new[k] for k in KEY)[1:])}, {old['gpu_uuid']} by "
+                             f"(first: {' '.join(key_of(new)[1:])}, {old['gpu_uuid']} by "
                              f"{new['gpu_uuid']}); merge them into a directory of their own, or pass "
                              "--replace-other-cards")
-    kept = [r for r in dst_rows if tuple(r[k] for k in KEY) not in keys]
-    kept_its = [r for r in dst_its if tuple(r[k] for k in ITERATION_KEY) not in iteration_keys]
-    new_its = [r for r in src_its if tuple(r[k] for k in ITERATION_KEY) in iteration_keys]
+    kept = [r for r in dst_rows if key_of(r) not in by_key]
+    kept_its = [r for r in dst_its if key_of(r, ITERATION_KEY) not in iteration_keys]
+    new_its = [r for r in src_its if key_of(r, ITERATION_KEY) in iteration_keys]
     write(dst / RESULTS_CSV, dst_cols, kept + incoming)
     write(dst / ITERATIONS_CSV, dst_it_cols, kept_its + new_its)
     for row in dst_rows:  # the replaced rows' traces go with them
-        if tuple(row[k] for k in KEY) in keys:
+        if key_of(row) in by_key:
             for trace in trace_files(dst, row):
                 trace.unlink(missing_ok=True)
     for row in incoming:
@@ -110,7 +114,7 @@ def merge(src: Path, dst: Path, where: dict[str, str] | None = None, replace_oth
             shutil.copy2(trace, target)
     for run_file in src.glob("run-*.json") if incoming else ():
         shutil.copy2(run_file, dst / run_file.name)
-    ordered = [tuple(r[k] for k in KEY) for r in incoming]
+    ordered = [key_of(r) for r in incoming]
     return [k for k in ordered if k not in existing], [k for k in ordered if k in existing]
 
 
