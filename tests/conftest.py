@@ -83,5 +83,7 @@ RICH_PROFILE = Profile(
 
 @pytest.fixture(scope="session")
 def rich_recording(fake_nvml_dir) -> Recording:
-    # A 2 s calibration span (default 30 s), so that 9 s of recording exercise it.
-    return record(fake_nvml_dir, RICH_PROFILE, 9.0, meter_kwargs={"calibration_min_span_s": 2.0})
+    # A 2 s calibration span (default 30 s), so that 9.5 s of recording exercise it. The
+    # recording runs 0.7 s past the last window's end (8.8 s), so that on a loaded machine the
+    # sampler has still read the driver samples after it before the meter closes.
+    return record(fake_nvml_dir, RICH_PROFILE, 9.5, meter_kwargs={"calibration_min_span_s": 2.0})
