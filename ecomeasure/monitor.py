@@ -394,7 +394,9 @@ def write_timeline(path: Path, run: Run) -> None:
                          *(f"cpu_{z}_power_w" for z in zones)])
         for r in rows:
             seconds = r.duration_s
-            writer.writerow([f"{(r.start_ns - run.start_ns) / NS_PER_S:.6f}", f"{(r.end_ns - run.start_ns) / NS_PER_S:.6f}",
+            # Times to the nanosecond they were cut at: rounded to microseconds, a short step's
+            # length times its power would miss the summary's energy by up to a watt-microsecond.
+            writer.writerow([f"{(r.start_ns - run.start_ns) / NS_PER_S:.9f}", f"{(r.end_ns - run.start_ns) / NS_PER_S:.9f}",
                              *(repr(r.gpus[i][0] / seconds) for i in gpus),
                              *(repr(r.cpu_zones[z] / seconds) for z in zones)])
 
